@@ -1,0 +1,1 @@
+"""Test and sandbox lanes: real daemons started on loopback (Slurm, Kubernetes)."""

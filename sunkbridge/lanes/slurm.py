@@ -1,0 +1,1040 @@
+"""A real Slurm cluster on loopback: munged, slurmctld, several slurmd with simulated GPUs, slurmrestd.
+
+Everything lives under one base directory: configuration (`etc/`), a private munge key and socket
+(`munge/`), controller state and slurmd spools (`spool/`), pid files (`run/`), logs (`log/`), stand-in
+GPU device nodes (`dev/`) and slurmrestd's socket (`rest/`). The daemons detach from the starting process,
+so a lane started by one process (`sunk dev up`) can be stopped by another (`sunk dev down`) through
+`SlurmLane.attach(base_dir).stop()`.
+
+Rendering the configuration files is pure (`render_slurm_conf`, `render_gres_conf`,
+`render_cgroup_conf`); starting and stopping daemons is kept in `SlurmLane`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import pwd
+import random
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SLURM_PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client", "slurmrestd",
+                  "slurm-wlm-basic-plugins", "slurm-wlm-jwt-plugin")
+"""Debian packages the lane needs (bookworm ships Slurm 22.05)."""
+
+REST_API_VERSION = "v0.0.38"
+"""The slurmrestd OpenAPI plugin the lane loads (the newest in 22.05 that works without slurmdbd)."""
+
+MARKER_VAR = "SUNK_SLURM_LANE"
+"""Set in every daemon's environment to the lane's base directory, so `stop` finds exactly its own."""
+
+# A file the lane needs → the Debian package that ships it.
+_REQUIRED_BINARIES = {
+    "/usr/sbin/munged": "munge",
+    "/usr/bin/munge": "munge",
+    "/usr/sbin/slurmctld": "slurmctld",
+    "/usr/sbin/slurmd": "slurmd",
+    "/usr/sbin/slurmstepd": "slurmd",
+    "/usr/sbin/slurmrestd": "slurmrestd",
+    "/usr/bin/sbatch": "slurm-client",
+    "/usr/bin/srun": "slurm-client",
+    "/usr/bin/scontrol": "slurm-client",
+    "/usr/bin/squeue": "slurm-client",
+    "/usr/bin/sinfo": "slurm-client",
+    "/usr/bin/scancel": "slurm-client",
+}
+_REQUIRED_PLUGINS = {
+    "openapi_v0_0_38.so": "slurm-wlm-basic-plugins",
+    "rest_auth_local.so": "slurm-wlm-basic-plugins",
+    "auth_jwt.so": "slurm-wlm-jwt-plugin",
+}
+_PLUGIN_GLOB = "/usr/lib/*/slurm-wlm/{}"
+
+# Ports the lane picks from when none are given: below Linux's ephemeral range, away from well-known ones.
+_PORT_RANGE = (20000, 32000)
+_GPU_DEVICE = (1, 3)  # major/minor of the stand-in GPU character devices (the same as /dev/null)
+_apt_updated = False
+
+
+class SlurmLaneError(RuntimeError):
+    """A lane step failed. The one-line message names the step, the log to read and the fix."""
+
+    def __init__(self, step: str, detail: str, *, log: Path | None = None, fix: str = "") -> None:
+        self.step = step
+        self.detail = detail
+        self.log = log
+        self.fix = fix
+        parts = [f"slurm lane: {step} failed: {detail}"]
+        if log is not None:
+            parts.append(f"log: {log}")
+        if fix:
+            parts.append(f"fix: {fix}")
+        super().__init__("; ".join(p.replace("\n", " ") for p in parts))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cluster shape
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One simulated compute node: advertised CPUs, memory, GPUs and features."""
+
+    name: str
+    cpus: int = 32
+    memory_mb: int = 16000
+    gpus: int = 0
+    gpu_type: str | None = None
+    features: tuple[str, ...] = ()
+
+    @property
+    def gres(self) -> str | None:
+        """The node's `Gres=` value, e.g. `gpu:h100:8`, or None without GPUs."""
+        if not self.gpus:
+            return None
+        return f"gpu:{self.gpu_type}:{self.gpus}" if self.gpu_type else f"gpu:{self.gpus}"
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One partition over named nodes."""
+
+    name: str
+    nodes: tuple[str, ...]
+    default: bool = False
+    max_time: str = "UNLIMITED"
+    default_time: str | None = None
+
+
+def default_nodes() -> tuple[NodeSpec, ...]:
+    """Two H100 nodes, two A100 nodes (8 simulated GPUs each) and two CPU nodes."""
+    return (
+        NodeSpec("gpu-001", gpus=8, gpu_type="h100", features=("h100", "nvlink", "ib")),
+        NodeSpec("gpu-002", gpus=8, gpu_type="h100", features=("h100", "nvlink", "ib")),
+        NodeSpec("gpu-003", gpus=8, gpu_type="a100", features=("a100", "ib")),
+        NodeSpec("gpu-004", gpus=8, gpu_type="a100", features=("a100", "ib")),
+        NodeSpec("cpu-001", cpus=16, memory_mb=8000, features=("cpu",)),
+        NodeSpec("cpu-002", cpus=16, memory_mb=8000, features=("cpu",)),
+    )
+
+
+def default_partitions() -> tuple[PartitionSpec, ...]:
+    """`h100` (the default), `a100` and `cpu`, matching `default_nodes()`."""
+    return (
+        PartitionSpec("h100", ("gpu-001", "gpu-002"), default=True),
+        PartitionSpec("a100", ("gpu-003", "gpu-004")),
+        PartitionSpec("cpu", ("cpu-001", "cpu-002")),
+    )
+
+
+@dataclass
+class SlurmLaneConfig:
+    """What to start. Ports left at None are picked from free ones when the lane starts."""
+
+    base_dir: Path
+    cluster_name: str = "sunk"
+    nodes: tuple[NodeSpec, ...] = field(default_factory=default_nodes)
+    partitions: tuple[PartitionSpec, ...] = field(default_factory=default_partitions)
+    slurmctld_port: int | None = None
+    slurmd_ports: Mapping[str, int] = field(default_factory=dict)
+    restd_port: int | None = None
+    restd_user: str = "slurmrestd"
+    jwt: bool = True
+    max_array_size: int = 1001
+    def_mem_per_cpu_mb: int | None = 1000
+    extra_conf: Mapping[str, str] = field(default_factory=dict)
+    start_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        self.base_dir = Path(self.base_dir).absolute()
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node names repeat: {names}")
+        for part in self.partitions:
+            unknown = sorted(set(part.nodes) - set(names))
+            if unknown:
+                raise ValueError(f"partition {part.name} names unknown nodes {unknown}")
+        if sum(p.default for p in self.partitions) > 1:
+            raise ValueError("more than one default partition")
+
+
+@dataclass(frozen=True)
+class LanePorts:
+    """The TCP ports a started lane uses."""
+
+    slurmctld: int
+    slurmd: Mapping[str, int]
+    restd: int
+
+
+@dataclass(frozen=True)
+class LanePaths:
+    """Where every file of a lane lives under its base directory."""
+
+    base: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.base / "etc"
+
+    @property
+    def slurm_conf(self) -> Path:
+        return self.etc / "slurm.conf"
+
+    @property
+    def gres_conf(self) -> Path:
+        return self.etc / "gres.conf"
+
+    @property
+    def cgroup_conf(self) -> Path:
+        return self.etc / "cgroup.conf"
+
+    @property
+    def jwt_key(self) -> Path:
+        return self.etc / "jwt_hs256.key"
+
+    @property
+    def munge(self) -> Path:
+        return self.base / "munge"
+
+    @property
+    def munge_key(self) -> Path:
+        return self.munge / "munge.key"
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.munge / "munge.socket"
+
+    @property
+    def munge_pid(self) -> Path:
+        return self.munge / "munged.pid"
+
+    @property
+    def munge_seed(self) -> Path:
+        return self.munge / "munged.seed"
+
+    @property
+    def state_save(self) -> Path:
+        return self.base / "spool" / "ctld"
+
+    @property
+    def spool(self) -> Path:
+        return self.base / "spool"
+
+    @property
+    def run(self) -> Path:
+        return self.base / "run"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "log"
+
+    @property
+    def dev(self) -> Path:
+        return self.base / "dev"
+
+    @property
+    def rest(self) -> Path:
+        return self.base / "rest"
+
+    @property
+    def rest_socket(self) -> Path:
+        return self.rest / "slurmrestd.socket"
+
+    @property
+    def state_file(self) -> Path:
+        return self.base / "lane.json"
+
+    @property
+    def munge_log(self) -> Path:
+        return self.log / "munged.log"
+
+    @property
+    def slurmctld_pid(self) -> Path:
+        return self.run / "slurmctld.pid"
+
+    @property
+    def slurmctld_log(self) -> Path:
+        return self.log / "slurmctld.log"
+
+    def restd_pid(self, kind: str) -> Path:
+        """Pid file of slurmrestd `kind`: `socket` (local auth) or `tcp` (JWT)."""
+        return self.run / f"slurmrestd-{kind}.pid"
+
+    def restd_log(self, kind: str) -> Path:
+        return self.log / f"slurmrestd-{kind}.log"
+
+    def slurmd_pid(self, node: str) -> Path:
+        return self.run / f"slurmd-{node}.pid"
+
+    def slurmd_log(self, node: str) -> Path:
+        return self.log / f"slurmd-{node}.log"
+
+    def gpu_devices(self, node: str, count: int) -> list[Path]:
+        return [self.dev / node / f"nvidia{i}" for i in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pure renderers
+
+
+def render_slurm_conf(config: SlurmLaneConfig, paths: LanePaths, ports: LanePorts) -> str:
+    """The lane's slurm.conf: one NodeName line per node (each slurmd has its own port)."""
+    lines = [
+        f"ClusterName={config.cluster_name}",
+        "SlurmctldHost=localhost(127.0.0.1)",
+        f"SlurmctldPort={ports.slurmctld}",
+        "SlurmUser=root",
+        "SlurmdUser=root",
+        "AuthType=auth/munge",
+        f"AuthInfo=socket={paths.munge_socket}",
+        "CredType=cred/munge",
+    ]
+    if config.jwt:
+        lines += ["AuthAltTypes=auth/jwt", f"AuthAltParameters=jwt_key={paths.jwt_key}"]
+    lines += [
+        f"StateSaveLocation={paths.state_save}",
+        f"SlurmdSpoolDir={paths.spool}/%n",
+        f"SlurmctldPidFile={paths.slurmctld_pid}",
+        f"SlurmdPidFile={paths.run}/slurmd-%n.pid",
+        f"SlurmctldLogFile={paths.slurmctld_log}",
+        f"SlurmdLogFile={paths.log}/slurmd-%n.log",
+        "SlurmctldDebug=info",
+        "SlurmdDebug=info",
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "JobAcctGatherType=jobacct_gather/none",
+        "AccountingStorageType=accounting_storage/none",
+        "JobCompType=jobcomp/none",
+        "MpiDefault=none",
+        "SwitchType=switch/none",
+        "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_Core_Memory",
+        "GresTypes=gpu",
+        "SlurmdParameters=config_overrides",
+        "ReturnToService=2",
+        f"MaxArraySize={config.max_array_size}",
+        "SchedulerType=sched/backfill",
+        "SchedulerParameters=bf_interval=5,sched_min_interval=100000",
+        "MessageTimeout=5",
+        "SlurmctldTimeout=30",
+        "SlurmdTimeout=60",
+        "InactiveLimit=0",
+        "KillWait=2",
+        "MinJobAge=300",
+        "PropagateResourceLimits=NONE",
+    ]
+    if config.def_mem_per_cpu_mb is not None:
+        lines.append(f"DefMemPerCPU={config.def_mem_per_cpu_mb}")
+    lines += [f"{k}={v}" for k, v in config.extra_conf.items()]
+    for node in config.nodes:
+        parts = [
+            f"NodeName={node.name}",
+            "NodeHostname=localhost",
+            "NodeAddr=127.0.0.1",
+            f"Port={ports.slurmd[node.name]}",
+            f"CPUs={node.cpus}",
+            f"RealMemory={node.memory_mb}",
+        ]
+        if node.gres:
+            parts.append(f"Gres={node.gres}")
+        if node.features:
+            parts.append(f"Features={','.join(node.features)}")
+        parts.append("State=UNKNOWN")
+        lines.append(" ".join(parts))
+    for part in config.partitions:
+        parts = [f"PartitionName={part.name}", f"Nodes={','.join(part.nodes)}",
+                 f"Default={'YES' if part.default else 'NO'}", f"MaxTime={part.max_time}"]
+        if part.default_time:
+            parts.append(f"DefaultTime={part.default_time}")
+        parts.append("State=UP")
+        lines.append(" ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def render_gres_conf(config: SlurmLaneConfig, paths: LanePaths) -> str:
+    """gres.conf with autodetection off and each GPU backed by a stand-in device file."""
+    lines = ["AutoDetect=off"]
+    for node in config.nodes:
+        if not node.gpus:
+            continue
+        files = f"{paths.dev / node.name}/nvidia[0-{node.gpus - 1}]" if node.gpus > 1 else \
+            str(paths.gpu_devices(node.name, 1)[0])
+        kind = f" Type={node.gpu_type}" if node.gpu_type else ""
+        lines.append(f"NodeName={node.name} Name=gpu{kind} File={files}")
+    return "\n".join(lines) + "\n"
+
+
+def render_cgroup_conf() -> str:
+    """cgroup.conf that constrains nothing (the lane uses proctrack/linuxproc and task/none)."""
+    return "\n".join([
+        "CgroupAutomount=no",
+        "ConstrainCores=no",
+        "ConstrainRAMSpace=no",
+        "ConstrainDevices=no",
+    ]) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Installation
+
+
+def _plugin_present(name: str) -> bool:
+    return bool(glob.glob(_PLUGIN_GLOB.format(name)))
+
+
+def missing_packages() -> list[str]:
+    """Debian packages whose files the lane needs but cannot find on this machine."""
+    missing = {pkg for path, pkg in _REQUIRED_BINARIES.items() if not Path(path).exists()}
+    missing |= {pkg for plugin, pkg in _REQUIRED_PLUGINS.items() if not _plugin_present(plugin)}
+    return sorted(missing)
+
+
+def _apt(args: Sequence[str], step: str, timeout: float) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
+    cmd = ["apt-get", "-o", "DPkg::Lock::Timeout=300", *args]
+    try:
+        proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SlurmLaneError(step, f"`{' '.join(cmd)}`: {exc}",
+                             fix="check the network and the apt sources, then rerun") from exc
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise SlurmLaneError(step, f"`{' '.join(cmd)}` exited {proc.returncode}: {tail}",
+                             fix=f"run `apt-get update && apt-get install -y {' '.join(SLURM_PACKAGES)}` "
+                                 "as root and read its output")
+
+
+def ensure_installed(*, timeout: float = 900.0) -> list[str]:
+    """Install the Debian Slurm and munge packages that are missing; returns what was installed.
+
+    Runs `apt-get update` once per process, then a non-interactive `apt-get install`. Package scripts are
+    kept from starting system-wide munge/slurm services while installing.
+    """
+    global _apt_updated
+    missing = missing_packages()
+    if not missing:
+        return []
+    if os.geteuid() != 0:
+        raise SlurmLaneError("install", f"missing packages {' '.join(missing)} and not running as root",
+                             fix=f"run `sudo apt-get install -y {' '.join(missing)}`")
+    if shutil.which("apt-get") is None:
+        raise SlurmLaneError("install", f"missing packages {' '.join(missing)} and no apt-get here",
+                             fix="install Slurm 22.05 (slurmctld, slurmd, slurmrestd, munge) by hand")
+    policy = Path("/usr/sbin/policy-rc.d")
+    own_policy = not policy.exists()
+    if own_policy:
+        # The standard Debian hook that tells package scripts not to start services (exit 101).
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        if not _apt_updated:
+            _apt(["update"], "apt-get update", timeout)
+            _apt_updated = True
+        _apt(["install", "-y", "--no-install-recommends", *missing], "apt-get install", timeout)
+    finally:
+        if own_policy:
+            policy.unlink(missing_ok=True)
+    still = missing_packages()
+    if still:
+        names = " ".join(still)
+        raise SlurmLaneError("install", f"packages {names} still incomplete after apt-get install",
+                             fix=f"run `apt-get install --reinstall -y {names}` and check its output")
+    return missing
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Processes
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != "Z"
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    env: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def _lane_pids(base: Path) -> list[int]:
+    """Every live process of the lane at `base`: daemons and step daemons carry the environment marker,
+    job tasks carry the lane's `SLURM_CONF` together with a `SLURM_JOB_ID`."""
+    conf = str(LanePaths(base).slurm_conf)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        env = _environ(int(entry.name))
+        ours = env.get(MARKER_VAR) == str(base) or (env.get("SLURM_CONF") == conf and "SLURM_JOB_ID" in env)
+        if ours and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log yet)"
+    return " | ".join(text[-lines:]) or "(log empty)"
+
+
+def _port_free(port: int) -> bool:
+    for host in ("0.0.0.0", "127.0.0.1"):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def _pick_ports(count: int, avoid: Iterable[int]) -> list[int]:
+    taken = set(avoid)
+    rng = random.Random()
+    picked: list[int] = []
+    for _ in range(5000):
+        port = rng.randrange(*_PORT_RANGE)
+        if port in taken:
+            continue
+        taken.add(port)
+        if _port_free(port):
+            picked.append(port)
+            if len(picked) == count:
+                return picked
+    raise SlurmLaneError("pick ports", f"found only {len(picked)} of {count} free ports in {_PORT_RANGE}",
+                         fix="free some loopback ports or pass explicit ports in SlurmLaneConfig")
+
+
+def _wait(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The lane
+
+
+class SlurmLane:
+    """A running (or startable) Slurm cluster on loopback; see the module docstring for the layout."""
+
+    def __init__(self, config: SlurmLaneConfig) -> None:
+        self.config = config
+        self.paths = LanePaths(config.base_dir)
+        self.ports: LanePorts | None = None
+        self._restd_procs: list[subprocess.Popen[bytes]] = []
+
+    # -- construction from a lane started elsewhere ------------------------------------------------------
+
+    @classmethod
+    def attach(cls, base_dir: Path | str) -> SlurmLane:
+        """The lane recorded under `base_dir` by an earlier `start()` (possibly of another process)."""
+        paths = LanePaths(Path(base_dir).absolute())
+        try:
+            data = json.loads(paths.state_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise SlurmLaneError(
+                "attach", f"no readable lane state at {paths.state_file}: {exc}",
+                fix="start the lane first (`SlurmLane(config).start()` or `sunk dev up`)") from exc
+        cfg = data["config"]
+        config = SlurmLaneConfig(
+            base_dir=paths.base,
+            cluster_name=cfg["cluster_name"],
+            nodes=tuple(NodeSpec(**{**n, "features": tuple(n["features"])}) for n in cfg["nodes"]),
+            partitions=tuple(PartitionSpec(**{**p, "nodes": tuple(p["nodes"])}) for p in cfg["partitions"]),
+            slurmctld_port=cfg["slurmctld_port"],
+            slurmd_ports=cfg["slurmd_ports"],
+            restd_port=cfg["restd_port"],
+            restd_user=cfg["restd_user"],
+            jwt=cfg["jwt"],
+            max_array_size=cfg["max_array_size"],
+            def_mem_per_cpu_mb=cfg["def_mem_per_cpu_mb"],
+            extra_conf=cfg["extra_conf"],
+            start_timeout=cfg["start_timeout"],
+        )
+        lane = cls(config)
+        ports = data["ports"]
+        lane.ports = LanePorts(ports["slurmctld"], dict(ports["slurmd"]), ports["restd"])
+        return lane
+
+    # -- public API ---------------------------------------------------------------------------------------
+
+    @property
+    def base_dir(self) -> Path:
+        return self.config.base_dir
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.config.nodes]
+
+    @property
+    def restd_url(self) -> str:
+        """`http://127.0.0.1:PORT` of the JWT-authenticated slurmrestd (see `token()`)."""
+        return f"http://127.0.0.1:{self._ports().restd}"
+
+    def env(self) -> dict[str, str]:
+        """Variables a Slurm client (sbatch, scontrol, ...) needs to talk to this lane."""
+        return {
+            "SLURM_CONF": str(self.paths.slurm_conf),
+            "SUNK_SLURMRESTD_URL": self.restd_url,
+            "SUNK_SLURMRESTD_SOCKET": str(self.paths.rest_socket),
+        }
+
+    def client_env(self) -> dict[str, str]:
+        """This process's environment without inherited SLURM_* job variables, plus `env()`."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+        return {**base, **self.env()}
+
+    def run(self, *argv: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a Slurm client command against this lane and return its completed process."""
+        proc = subprocess.run(list(argv), env=self.client_env(), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise SlurmLaneError(f"`{' '.join(argv)}`", f"exit {proc.returncode}: {proc.stderr.strip()}",
+                                 log=self.paths.slurmctld_log, fix="read the slurmctld log")
+        return proc
+
+    def token(self, user: str = "root", lifespan: int = 3600) -> str:
+        """A JWT for slurmrestd (`X-SLURM-USER-TOKEN`), issued by `scontrol token`."""
+        if not self.config.jwt:
+            raise SlurmLaneError("token", "the lane was started without JWT",
+                                 fix="set jwt=True in the config")
+        out = self.run("scontrol", "token", f"username={user}", f"lifespan={lifespan}").stdout
+        for line in out.splitlines():
+            if line.startswith("SLURM_JWT="):
+                return line.split("=", 1)[1].strip()
+        raise SlurmLaneError("token", f"unexpected `scontrol token` output: {out.strip()!r}",
+                             log=self.paths.slurmctld_log, fix="check AuthAltTypes in slurm.conf")
+
+    def is_running(self) -> bool:
+        """True when munged, slurmctld, every slurmd and slurmrestd of this lane are alive."""
+        pidfiles = [self.paths.munge_pid, self.paths.slurmctld_pid, self.paths.restd_pid("socket")]
+        if self.config.jwt:
+            pidfiles.append(self.paths.restd_pid("tcp"))
+        pidfiles += [self.paths.slurmd_pid(n) for n in self.node_names]
+        return all(self._own_pid(p) is not None for p in pidfiles)
+
+    def start(self) -> SlurmLane:
+        """Install what is missing, write the configuration and start all daemons; wait for idle nodes.
+
+        On failure everything already started is stopped again and a `SlurmLaneError` is raised.
+        """
+        ensure_installed()
+        if os.geteuid() != 0:
+            raise SlurmLaneError("start", "the Slurm lane runs slurmd and munged as root",
+                                 fix="run as root (or inside a container where you are root)")
+        if self.is_running():
+            raise SlurmLaneError("start", f"a lane is already running under {self.base_dir}",
+                                 fix="use it, or stop it first (`SlurmLane.attach(dir).stop()`)")
+        if _lane_pids(self.base_dir):
+            self.stop()
+        self._check_base_dir()
+        self.ports = self._resolve_ports()
+        try:
+            self._prepare()
+            self._start_munged()
+            self._start_slurmctld()
+            self._start_slurmds()
+            self._wait_nodes_idle()
+            self._start_restd()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Cancel the lane's jobs and stop every daemon it started, by pid file and environment marker.
+
+        Works from any process; raises `SlurmLaneError` if a lane process survives SIGKILL.
+        """
+        if self._own_pid(self.paths.slurmctld_pid) is not None and self.paths.slurm_conf.exists():
+            self._cancel_all_jobs()
+        order = [self.paths.restd_pid("socket"), self.paths.restd_pid("tcp")]
+        order += sorted(self.paths.run.glob("slurmd-*.pid")) if self.paths.run.is_dir() else []
+        order += [self.paths.slurmctld_pid, self.paths.munge_pid]
+        for pidfile in order:
+            pid = self._own_pid(pidfile)
+            if pid is not None:
+                self._terminate([pid], timeout)
+            pidfile.unlink(missing_ok=True)
+        leftovers = _lane_pids(self.base_dir)
+        if leftovers:
+            self._terminate(leftovers, timeout=5.0)
+        for proc in self._restd_procs:
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=1)
+        self._restd_procs.clear()
+        self._unmount_all()
+        survivors = _lane_pids(self.base_dir)
+        if survivors:
+            listing = ",".join(map(str, survivors))
+            raise SlurmLaneError("stop", f"processes {survivors} of the lane survived SIGKILL",
+                                 fix=f"inspect them with `ps -o pid,stat,args -p {listing}`")
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _ports(self) -> LanePorts:
+        if self.ports is None:
+            raise SlurmLaneError("env", "the lane has no ports yet", fix="call start() or attach() first")
+        return self.ports
+
+    def _own_pid(self, pidfile: Path) -> int | None:
+        """The pid recorded in `pidfile` if that process is alive and belongs to this lane."""
+        pid = _read_pid(pidfile)
+        if pid is None or not _alive(pid):
+            return None
+        if _environ(pid).get(MARKER_VAR) != str(self.base_dir):
+            return None
+        return pid
+
+    def _daemon_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+        env.update({"SLURM_CONF": str(self.paths.slurm_conf), MARKER_VAR: str(self.base_dir)})
+        return env
+
+    def _check_base_dir(self) -> None:
+        base = self.base_dir
+        for parent in [*reversed(base.parents)]:
+            if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+                raise SlurmLaneError(
+                    "check base dir", f"{parent} (a parent of {base}) is not searchable by other users; "
+                    "munged and slurmrestd need that",
+                    fix=f"choose a base dir under /tmp (e.g. tempfile.mkdtemp()) or `chmod o+x {parent}`")
+        for sock in (self.paths.munge_socket, self.paths.rest_socket):
+            if len(str(sock)) > 100:
+                raise SlurmLaneError("check base dir", f"socket path {sock} is longer than 100 characters",
+                                     fix="choose a shorter base dir")
+
+    def _resolve_ports(self) -> LanePorts:
+        cfg = self.config
+        wanted: dict[str, int] = {}
+        if cfg.slurmctld_port:
+            wanted["slurmctld"] = cfg.slurmctld_port
+        for node in self.node_names:
+            if cfg.slurmd_ports.get(node):
+                wanted[f"slurmd {node}"] = cfg.slurmd_ports[node]
+        if cfg.restd_port:
+            wanted["slurmrestd"] = cfg.restd_port
+        for what, port in wanted.items():
+            if not _port_free(port):
+                raise SlurmLaneError(
+                    "check ports", f"port {port} for {what} is already in use",
+                    fix=f"stop what listens there (`ss -ltnp 'sport = :{port}'`) or choose another port")
+        dupes = {p for p in wanted.values() if list(wanted.values()).count(p) > 1}
+        if dupes:
+            raise SlurmLaneError("check ports", f"ports {sorted(dupes)} are given twice",
+                                 fix="give every daemon its own port")
+        need = ["slurmctld", *(f"slurmd {n}" for n in self.node_names), "slurmrestd"]
+        free = iter(_pick_ports(len([w for w in need if w not in wanted]), wanted.values()))
+        chosen = {w: wanted[w] if w in wanted else next(free) for w in need}
+        return LanePorts(
+            slurmctld=chosen["slurmctld"],
+            slurmd={n: chosen[f"slurmd {n}"] for n in self.node_names},
+            restd=chosen["slurmrestd"],
+        )
+
+    def _prepare(self) -> None:
+        p, cfg, ports = self.paths, self.config, self._ports()
+        for directory in (p.base, p.etc, p.spool, p.state_save, p.run, p.log, p.dev, p.rest, p.munge):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o755)
+        for node in cfg.nodes:
+            (p.spool / node.name).mkdir(exist_ok=True)
+        # Stale sockets and pid files from an earlier run confuse the daemons.
+        for stale in (p.munge_socket, p.rest_socket, p.munge_pid):
+            stale.unlink(missing_ok=True)
+        if not p.munge_key.exists():
+            p.munge_key.write_bytes(secrets.token_bytes(1024))
+        p.munge_key.chmod(0o400)
+        if cfg.jwt and not p.jwt_key.exists():
+            p.jwt_key.write_bytes(secrets.token_bytes(64))
+        if cfg.jwt:
+            p.jwt_key.chmod(0o600)
+        for node in cfg.nodes:
+            for dev in p.gpu_devices(node.name, node.gpus):
+                dev.parent.mkdir(parents=True, exist_ok=True)
+                if not dev.exists():
+                    try:
+                        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(*_GPU_DEVICE))
+                    except OSError as exc:
+                        raise SlurmLaneError("create GPU devices", f"mknod {dev}: {exc}",
+                                             fix="run as root with CAP_MKNOD") from exc
+        p.slurm_conf.write_text(render_slurm_conf(cfg, p, ports))
+        p.gres_conf.write_text(render_gres_conf(cfg, p))
+        p.cgroup_conf.write_text(render_cgroup_conf())
+        state = {"config": {**asdict(cfg), "base_dir": str(cfg.base_dir)},
+                 "ports": {"slurmctld": ports.slurmctld, "slurmd": dict(ports.slurmd), "restd": ports.restd}}
+        state["config"]["slurmd_ports"] = dict(ports.slurmd)
+        state["config"]["extra_conf"] = dict(cfg.extra_conf)
+        p.state_file.write_text(json.dumps(state, indent=2) + "\n")
+
+    def _launch(self, step: str, argv: list[str], log: Path, fix: str) -> None:
+        """Run a self-daemonizing program and fail with its output if the launch itself fails."""
+        out = log.with_suffix(".out")
+        with out.open("ab") as sink:
+            try:
+                proc = subprocess.run(argv, env=self._daemon_env(), stdin=subprocess.DEVNULL, stdout=sink,
+                                      stderr=subprocess.STDOUT, start_new_session=True, timeout=30)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise SlurmLaneError(step, f"`{' '.join(argv)}`: {exc}", log=log, fix=fix) from exc
+        if proc.returncode != 0:
+            detail = f"`{' '.join(argv)}` exited {proc.returncode}: {_tail(out)}"
+            raise SlurmLaneError(step, detail, log=log if log.exists() else out, fix=fix)
+
+    def _await(self, step: str, check: Callable[[], bool], pidfile: Path | None, log: Path, fix: str,
+               timeout: float | None = None) -> None:
+        limit = self.config.start_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        seen_pid = False
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if pidfile is not None:
+                pid = self._own_pid(pidfile)
+                if pid is not None:
+                    seen_pid = True
+                elif seen_pid or (pidfile.exists() and _read_pid(pidfile) is not None):
+                    raise SlurmLaneError(step, f"the daemon died at start: {_tail(log)}", log=log, fix=fix)
+            time.sleep(0.1)
+        raise SlurmLaneError(step, f"not ready after {limit:.0f}s: {_tail(log)}", log=log, fix=fix)
+
+    def _start_munged(self) -> None:
+        p = self.paths
+        fix = "read the munged log; a stale munged may hold the socket (`SlurmLane.attach(dir).stop()`)"
+        self._launch("start munged", ["/usr/sbin/munged", f"--socket={p.munge_socket}",
+                                      f"--key-file={p.munge_key}", f"--pid-file={p.munge_pid}",
+                                      f"--log-file={p.munge_log}", f"--seed-file={p.munge_seed}"],
+                     p.munge_log, fix)
+
+        def ok() -> bool:
+            cred = subprocess.run(["munge", "-n", "-S", str(p.munge_socket)], capture_output=True)
+            if cred.returncode != 0:
+                return False
+            back = subprocess.run(["unmunge", "-S", str(p.munge_socket)], input=cred.stdout,
+                                  capture_output=True)
+            return back.returncode == 0
+
+        self._await("start munged", ok, p.munge_pid, p.munge_log, fix, timeout=15)
+
+    def _start_slurmctld(self) -> None:
+        p = self.paths
+        fix = "read the slurmctld log; check that its port is free and slurm.conf is valid"
+        self._launch("start slurmctld", ["/usr/sbin/slurmctld", "-f", str(p.slurm_conf)], p.slurmctld_log,
+                     fix)
+
+        def up() -> bool:
+            ping = subprocess.run(["scontrol", "ping"], env=self.client_env(), capture_output=True, text=True,
+                                  timeout=15)
+            return ping.returncode == 0 and "is UP" in ping.stdout
+
+        self._await("start slurmctld", up, p.slurmctld_pid, p.slurmctld_log, fix)
+
+    def _start_slurmds(self) -> None:
+        p = self.paths
+        for node in self.node_names:
+            fix = f"read the slurmd log of {node}; check port {self._ports().slurmd[node]} and gres.conf"
+            self._launch(f"start slurmd {node}", ["/usr/sbin/slurmd", "-f", str(p.slurm_conf), "-N", node],
+                         p.slurmd_log(node), fix)
+        for node in self.node_names:
+            pidfile = p.slurmd_pid(node)
+
+            def started(pidfile: Path = pidfile) -> bool:
+                return self._own_pid(pidfile) is not None
+
+            self._await(f"start slurmd {node}", started, None, p.slurmd_log(node), "read the slurmd log",
+                        timeout=15)
+
+    def node_states(self) -> dict[str, str]:
+        """Each node's state as `sinfo` prints it (`idle`, `alloc`, `down*`, ...)."""
+        proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], env=self.client_env(),
+                              capture_output=True, text=True, timeout=15)
+        states: dict[str, str] = {}
+        for line in proc.stdout.splitlines():
+            name, _, state = line.partition(" ")
+            states[name] = state.strip()
+        return states
+
+    def _wait_nodes_idle(self) -> None:
+        p = self.paths
+        states: dict[str, str] = {}
+        deadline = time.monotonic() + self.config.start_timeout
+        while time.monotonic() < deadline:
+            states = self.node_states()
+            if states and all(states.get(n) == "idle" for n in self.node_names):
+                return
+            for node in self.node_names:
+                if self._own_pid(p.slurmd_pid(node)) is None:
+                    raise SlurmLaneError(f"start slurmd {node}", f"slurmd died: {_tail(p.slurmd_log(node))}",
+                                         log=p.slurmd_log(node), fix="read the slurmd log")
+            time.sleep(0.2)
+        bad = [n for n in self.node_names if states.get(n) != "idle"]
+        first = bad[0] if bad else self.node_names[0]
+        listing = ", ".join(f"{n}={states.get(n, '?')}" for n in bad)
+        raise SlurmLaneError("wait for idle nodes",
+                             f"nodes {listing} not idle after "
+                             f"{self.config.start_timeout:.0f}s", log=p.slurmd_log(first),
+                             fix=f"read the slurmd and slurmctld logs ({p.slurmctld_log})")
+
+    def _restd_identity(self) -> tuple[int, int]:
+        user = self.config.restd_user
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            proc = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                                   "--shell", "/usr/sbin/nologin", user], capture_output=True, text=True)
+            if proc.returncode != 0 and "already exists" not in proc.stderr:
+                raise SlurmLaneError("create slurmrestd user", f"useradd {user}: {proc.stderr.strip()}",
+                                     fix=f"create an unprivileged user `{user}` or set restd_user") from None
+            entry = pwd.getpwnam(user)
+        if entry.pw_uid == 0:
+            raise SlurmLaneError("start slurmrestd", f"restd_user {user} is root; slurmrestd refuses root",
+                                 fix="set restd_user to an unprivileged user")
+        return entry.pw_uid, entry.pw_gid
+
+    def _start_restd(self) -> None:
+        """Start slurmrestd: rest_auth/local on the unix socket; with JWT, a second one on the TCP port.
+
+        One slurmrestd cannot serve both: JWT pass-through needs `SLURM_JWT=daemon` (auth/jwt for its
+        RPCs), and with that set the socket's local authentication no longer works.
+        """
+        p, ports = self.paths, self._ports()
+        uid, gid = self._restd_identity()
+        os.chown(p.rest, uid, gid)
+        common = ["/usr/sbin/slurmrestd", "-f", str(p.slurm_conf), "-s", f"openapi/{REST_API_VERSION}"]
+        def socket_ready() -> bool:
+            return p.rest_socket.exists() and _http_unix_status(p.rest_socket, "/openapi") is not None
+
+        def tcp_ready() -> bool:
+            return _http_tcp_status(ports.restd, "/openapi") is not None
+
+        self._spawn_restd("socket", [*common, "-a", "rest_auth/local", f"unix:{p.rest_socket}"], uid, gid, {},
+                          socket_ready)
+        if self.config.jwt:
+            self._spawn_restd("tcp", [*common, "-a", "rest_auth/jwt", f"127.0.0.1:{ports.restd}"], uid, gid,
+                              {"SLURM_JWT": "daemon"}, tcp_ready)
+
+    def _spawn_restd(self, kind: str, argv: list[str], uid: int, gid: int, extra_env: Mapping[str, str],
+                     ready: Callable[[], bool]) -> None:
+        p = self.paths
+        log, pidfile = p.restd_log(kind), p.restd_pid(kind)
+        fix = "read the slurmrestd log; check its port and that the openapi plugin is installed"
+        with log.open("ab") as sink:
+            try:
+                proc = subprocess.Popen(argv, env={**self._daemon_env(), **extra_env},
+                                        stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                        start_new_session=True, user=uid, group=gid, extra_groups=[],
+                                        cwd=p.rest)
+            except OSError as exc:
+                raise SlurmLaneError(f"start slurmrestd ({kind})", f"{argv[0]}: {exc}", log=log,
+                                     fix=fix) from exc
+        self._restd_procs.append(proc)
+        pidfile.write_text(f"{proc.pid}\n")
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise SlurmLaneError(f"start slurmrestd ({kind})", f"exited {proc.returncode}: {_tail(log)}",
+                                     log=log, fix=fix)
+            return ready()
+
+        self._await(f"start slurmrestd ({kind})", answers, None, log, fix, timeout=20)
+
+    def _cancel_all_jobs(self) -> None:
+        with contextlib.suppress(Exception):
+            ids = self.run("squeue", "-h", "-o", "%A", timeout=10, check=False).stdout.split()
+            if ids:
+                self.run("scancel", *sorted(set(ids)), timeout=10, check=False)
+                def drained() -> bool:
+                    return not self.run("squeue", "-h", "-o", "%A", timeout=10, check=False).stdout.strip()
+
+                _wait(drained, timeout=5.0, interval=0.2)
+
+    @staticmethod
+    def _terminate(pids: list[int], timeout: float) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        if _wait(lambda: not any(_alive(p) for p in pids), timeout):
+            return
+        for pid in pids:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not any(_alive(p) for p in pids), 5.0)
+
+    def _unmount_all(self) -> None:
+        try:
+            mounts = Path("/proc/mounts").read_text().splitlines()
+        except OSError:
+            return
+        prefix = str(self.base_dir) + "/"
+        targets = [line.split()[1] for line in mounts if len(line.split()) > 1]
+        for target in sorted((t for t in targets if t.startswith(prefix)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", target], capture_output=True)
+
+
+def _http_unix_status(sock_path: Path, path: str, headers: Mapping[str, str] | None = None,
+                      timeout: float = 5.0) -> int | None:
+    """The HTTP status of `GET path` over a unix socket, or None if nothing answers."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(sock_path))
+            extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+            request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
+            sock.sendall(request.encode())
+            first = sock.recv(128).split(b"\r\n", 1)[0].split()
+    except OSError:
+        return None
+    if len(first) >= 2 and first[1].isdigit():
+        return int(first[1])
+    return None
+
+
+def _http_tcp_status(port: int, path: str, timeout: float = 5.0) -> int | None:
+    """The HTTP status of `GET path` on 127.0.0.1:port, or None if nothing answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            first = sock.recv(128).split(b"\r\n", 1)[0].split()
+    except OSError:
+        return None
+    if len(first) >= 2 and first[1].isdigit():
+        return int(first[1])
+    return None
