@@ -24,6 +24,7 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -547,6 +548,16 @@ def _wait(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> b
         time.sleep(interval)
 
 
+def make_base_dir(prefix: str = "sunk-slurm-") -> Path:
+    """A fresh lane directory under /tmp that munged and slurmrestd can traverse (mode 0755).
+
+    pytest's temporary directories are 0700, which munged refuses for its socket's parents.
+    """
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    base.chmod(0o755)
+    return base
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The lane
 
@@ -641,6 +652,10 @@ class SlurmLane:
                 return line.split("=", 1)[1].strip()
         raise SlurmLaneError("token", f"unexpected `scontrol token` output: {out.strip()!r}",
                              log=self.paths.slurmctld_log, fix="check AuthAltTypes in slurm.conf")
+
+    def processes(self) -> list[int]:
+        """Pids of every live process of this lane (daemons, step daemons, job tasks)."""
+        return _lane_pids(self.base_dir)
 
     def is_running(self) -> bool:
         """True when munged, slurmctld, every slurmd and slurmrestd of this lane are alive."""

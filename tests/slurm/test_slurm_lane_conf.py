@@ -1,0 +1,95 @@
+"""Pure parts of the Slurm lane: configuration rendering, validation and error messages (no daemons)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sunkbridge.lanes.slurm import (
+    LanePaths,
+    LanePorts,
+    NodeSpec,
+    PartitionSpec,
+    SlurmLaneConfig,
+    SlurmLaneError,
+    render_cgroup_conf,
+    render_gres_conf,
+    render_slurm_conf,
+)
+
+BASE = Path("/tmp/lane-x")
+
+
+def _rendered() -> tuple[SlurmLaneConfig, str]:
+    config = SlurmLaneConfig(base_dir=BASE)
+    ports = LanePorts(slurmctld=21000, slurmd={n.name: 21001 + i for i, n in enumerate(config.nodes)},
+                      restd=21100)
+    return config, render_slurm_conf(config, LanePaths(BASE), ports)
+
+
+def _settings(conf: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in conf.splitlines() if " " not in line and "=" in line)
+
+
+def test_slurm_conf_gives_every_slurmd_its_own_port_and_paths() -> None:
+    config, conf = _rendered()
+    node_lines = [line for line in conf.splitlines() if line.startswith("NodeName=")]
+    assert len(node_lines) == len(config.nodes) >= 4
+    assert len({line.split("Port=")[1].split()[0] for line in node_lines}) == len(node_lines)
+    assert "NodeName=gpu-001 NodeHostname=localhost NodeAddr=127.0.0.1 Port=21001 CPUs=32 RealMemory=16000 " \
+           "Gres=gpu:h100:8 Features=h100,nvlink,ib State=UNKNOWN" in node_lines
+    settings = _settings(conf)
+    assert settings["SlurmdSpoolDir"] == f"{BASE}/spool/%n"
+    assert settings["SlurmdPidFile"] == f"{BASE}/run/slurmd-%n.pid"
+    assert settings["SlurmdLogFile"] == f"{BASE}/log/slurmd-%n.log"
+    assert settings["AuthInfo"] == f"socket={BASE}/munge/munge.socket"
+    assert settings["SlurmctldPort"] == "21000"
+
+
+def test_slurm_conf_settings_the_tests_rely_on() -> None:
+    _, conf = _rendered()
+    settings = _settings(conf)
+    for key, value in {
+        "SelectType": "select/cons_tres", "SelectTypeParameters": "CR_Core_Memory",
+        "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none", "GresTypes": "gpu",
+        "MaxArraySize": "1001", "SlurmUser": "root", "ReturnToService": "2",
+        "SlurmdParameters": "config_overrides", "AuthAltTypes": "auth/jwt", "DefMemPerCPU": "1000",
+        "StateSaveLocation": f"{BASE}/spool/ctld",
+    }.items():
+        assert settings[key] == value, key
+    partitions = [line for line in conf.splitlines() if line.startswith("PartitionName=")]
+    assert [p.split()[0].split("=")[1] for p in partitions] == ["h100", "a100", "cpu"]
+    assert [("Default=YES" in p) for p in partitions] == [True, False, False]
+
+
+def test_jwt_can_be_left_out() -> None:
+    config = SlurmLaneConfig(base_dir=BASE, jwt=False, def_mem_per_cpu_mb=None)
+    ports = LanePorts(1, {n.name: 2 for n in config.nodes}, 3)
+    conf = render_slurm_conf(config, LanePaths(BASE), ports)
+    assert "AuthAlt" not in conf and "DefMemPerCPU" not in conf
+
+
+def test_gres_conf_backs_each_gpu_with_a_device_file() -> None:
+    config = SlurmLaneConfig(base_dir=BASE, nodes=(
+        NodeSpec("g1", gpus=8, gpu_type="h100"), NodeSpec("g2", gpus=1), NodeSpec("c1"),
+    ), partitions=(PartitionSpec("p", ("g1", "g2", "c1")),))
+    assert render_gres_conf(config, LanePaths(BASE)).splitlines() == [
+        "AutoDetect=off",
+        f"NodeName=g1 Name=gpu Type=h100 File={BASE}/dev/g1/nvidia[0-7]",
+        f"NodeName=g2 Name=gpu File={BASE}/dev/g2/nvidia0",
+    ]
+    assert "ConstrainDevices=no" in render_cgroup_conf()
+
+
+def test_config_rejects_partitions_over_unknown_nodes() -> None:
+    with pytest.raises(ValueError, match="unknown nodes"):
+        SlurmLaneConfig(base_dir=BASE, nodes=(NodeSpec("a"),), partitions=(PartitionSpec("p", ("a", "b")),))
+    with pytest.raises(ValueError, match="repeat"):
+        SlurmLaneConfig(base_dir=BASE, nodes=(NodeSpec("a"), NodeSpec("a")), partitions=())
+
+
+def test_errors_are_one_line_with_step_log_and_fix() -> None:
+    err = SlurmLaneError("start slurmd g1", "died:\nfatal: bad", log=Path("/x/slurmd.log"), fix="read it")
+    assert str(err) == ("slurm lane: start slurmd g1 failed: died: fatal: bad; log: /x/slurmd.log; "
+                        "fix: read it")
