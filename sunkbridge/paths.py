@@ -12,5 +12,13 @@ def cache_root() -> Path:
 
 
 def state_root() -> Path:
-    """Runtime state of the local sandbox; `SUNK_STATE` overrides ~/.local/state/sunkbridge."""
-    return Path(os.environ.get("SUNK_STATE") or Path.home() / ".local" / "state" / "sunkbridge")
+    """Runtime state of the local sandbox; `SUNK_STATE` overrides the default.
+
+    The default, /var/lib/sunkbridge for root, lies outside the home folder because munged and
+    slurmrestd run as other users and must reach the sandbox's sockets and keys.
+    """
+    if env := os.environ.get("SUNK_STATE"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/sunkbridge")
+    return Path.home() / ".local" / "state" / "sunkbridge"

@@ -1,0 +1,1 @@
+"""The `sunk` command line, a thin layer over the sunkbridge library."""

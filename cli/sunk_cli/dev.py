@@ -1,0 +1,146 @@
+"""`sunk dev`: the local sandbox of real Slurm and a real Kubernetes control plane."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sunkbridge.k8s import binaries
+from sunkbridge.k8s.pools import parse_pools
+from sunkbridge.lanes.daemons import LaneError
+from sunkbridge.sandbox import Sandbox, SandboxConfig, SlurmLaneError, load_config
+
+console = Console(stderr=True)
+
+
+def _progress_sandbox(config: SandboxConfig) -> tuple[Sandbox, object]:
+    status = console.status("starting")
+    started = time.monotonic()
+
+    def on_step(step: str) -> None:
+        status.update(f"[bold]{step}[/] [dim]({time.monotonic() - started:.0f}s)[/]")
+        console.log(step)
+    return Sandbox(config, on_step), status
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]sunk dev: error:[/] {exc}", highlight=False)
+    sys.exit(1)
+
+
+@click.group()
+def dev() -> None:
+    """Run the local sandbox: real Slurm + a real Kubernetes control plane with simulated GPU pools."""
+
+
+@dev.command()
+@click.option("--pools", default="h100=4,a100=4,cpu=2", show_default=True,
+              help="Simulated node pools as NAME=COUNT (h100/a100 pools get 8 GPUs per node).")
+@click.option("--api-port", default=6443, show_default=True, help="kube-apiserver port on 127.0.0.1.")
+@click.option("--etcd-port", default=2379, show_default=True,
+              help="etcd client port on 127.0.0.1 (the peer port is the next one).")
+def up(pools: str, api_port: int, etcd_port: int) -> None:
+    """Start the sandbox in the background (idempotent); the first run builds Kubernetes from source."""
+    try:
+        config = SandboxConfig(api_port=api_port, etcd_port=etcd_port, pools=parse_pools(pools))
+    except ValueError as exc:
+        _fail(exc)
+    sandbox, status = _progress_sandbox(config)
+    try:
+        with status:  # type: ignore[attr-defined]
+            took = sandbox.up()
+    except (LaneError, SlurmLaneError, binaries.BuildError) as exc:
+        _fail(exc)
+    console.print(f"[green]sandbox up[/] in {took:.1f}s")
+    click.echo(_usage(sandbox))
+
+
+@dev.command()
+@click.option("--purge", is_flag=True, help="Also delete the sandbox's state (etcd data, Slurm state, keys).")
+def down(purge: bool) -> None:
+    """Stop every process of the sandbox."""
+    Sandbox(load_config()).down(purge=purge)
+    console.print("sandbox stopped" + (" and its state deleted" if purge else ""))
+
+
+@dev.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool) -> None:
+    """Say what runs in the sandbox."""
+    report = Sandbox(load_config()).status()
+    if as_json:
+        click.echo(json.dumps({"up": report.up, "components": {c.name: c.running for c in report.components},
+                               "pools": report.pools, "env": report.env}))
+        return
+    table = Table("component", "state", "detail")
+    for comp in report.components:
+        table.add_row(comp.name, "[green]running[/]" if comp.running else "[red]stopped[/]", comp.detail)
+    Console().print(table)
+    if report.pools:
+        Console().print("pools: " + ", ".join(f"{name}={count}" for name, count in sorted(report.pools.items())))
+    sys.exit(0 if report.up else 3)
+
+
+@dev.command()
+def env() -> None:
+    """Print `export` lines for the sandbox's clients: eval "$(sunk dev env)"."""
+    sandbox = Sandbox(load_config())
+    for key, value in sandbox.env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+    click.echo(f"export PATH={shlex.quote(str(sandbox.kube.kubectl().parent))}:\"$PATH\"")
+
+
+@dev.command()
+def build() -> None:
+    """Build (or reuse from the cache) the Kubernetes, etcd and kwok binaries."""
+    with console.status("building") as progress:
+        try:
+            paths = binaries.build_all(lambda step: (progress.update(step), console.log(step)))
+        except binaries.BuildError as exc:
+            _fail(exc)
+    for name, path in sorted(paths.items()):
+        click.echo(f"{name}\t{path}")
+
+
+def _usage(sandbox: Sandbox) -> str:
+    env = sandbox.env()
+    kubectl = sandbox.kube.kubectl()
+    return "\n".join([
+        "",
+        "Use it from this shell:",
+        '  eval "$(sunk dev env)"',
+        "",
+        *(f"  {k}={v}" for k, v in env.items()),
+        f"  kubectl: {kubectl}",
+        "",
+        "Try:",
+        "  kubectl get nodes -L sunkbridge.io/pool,nvidia.com/gpu.product",
+        "  sinfo",
+        "  sbatch -p h100 -N2 --gres=gpu:h100:8 --wrap 'srun hostname'",
+        "  squeue; sacct",
+        "  sunk dev status      # what runs",
+        "  sunk dev down        # stop everything",
+    ])
+
+
+@dev.command()
+def demo() -> None:
+    """Run a 2-node GPU job through the sandbox's Slurm and a GPU pod through its scheduler."""
+    from sunkbridge.demo import run_demo
+
+    sandbox = Sandbox(load_config())
+    if not sandbox.status().up:
+        _fail(LaneError("the sandbox is not running; start it with `sunk dev up`"))
+    try:
+        result = run_demo(sandbox, sandbox.config.root / "demo", console.log)
+    except (TimeoutError, SlurmLaneError) as exc:
+        _fail(exc)
+    click.echo(f"Slurm job {result.job_id}: {result.job_state}")
+    click.echo(result.job_output.rstrip())
+    click.echo(f"Kubernetes pod {result.pod_name}: scheduled on {result.pod_node} (pool {result.pod_pool})")

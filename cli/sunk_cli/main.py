@@ -1,0 +1,19 @@
+"""Entry point of the `sunk` command."""
+
+from __future__ import annotations
+
+import click
+
+from sunkbridge import __version__
+from sunk_cli.dev import dev
+from sunk_cli.inspect_cmd import inspect_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sunk")
+def main() -> None:
+    """sunkbridge: Slurm on Kubernetes, with sbatch jobs run as pod groups."""
+
+
+main.add_command(dev)
+main.add_command(inspect_cmd)
