@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -181,13 +182,23 @@ class LanePorts:
 
 @dataclass(frozen=True)
 class LanePaths:
-    """Where every file of a lane lives under its base directory."""
+    """Where every file of a lane lives.
+
+    State, spools, logs and pid files live under `base`. What munged and the unprivileged slurmrestd must
+    reach (configuration, munge key and socket, slurmrestd's socket) lives under `runtime`: the base dir
+    itself when every parent of it can be traversed by other users, else a directory under /run.
+    """
 
     base: Path
+    runtime_dir: Path | None = None
+
+    @property
+    def runtime(self) -> Path:
+        return self.runtime_dir or self.base
 
     @property
     def etc(self) -> Path:
-        return self.base / "etc"
+        return self.runtime / "etc"
 
     @property
     def slurm_conf(self) -> Path:
@@ -207,7 +218,7 @@ class LanePaths:
 
     @property
     def munge(self) -> Path:
-        return self.base / "munge"
+        return self.runtime / "munge"
 
     @property
     def munge_key(self) -> Path:
@@ -247,7 +258,7 @@ class LanePaths:
 
     @property
     def rest(self) -> Path:
-        return self.base / "rest"
+        return self.runtime / "rest"
 
     @property
     def rest_socket(self) -> Path:
@@ -488,10 +499,10 @@ def _environ(pid: int) -> dict[str, str]:
     return env
 
 
-def _lane_pids(base: Path) -> list[int]:
+def _lane_pids(base: Path, slurm_conf: Path) -> list[int]:
     """Every live process of the lane at `base`: daemons and step daemons carry the environment marker,
     job tasks carry the lane's `SLURM_CONF` together with a `SLURM_JOB_ID`."""
-    conf = str(LanePaths(base).slurm_conf)
+    conf = str(slurm_conf)
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -548,6 +559,28 @@ def _wait(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> b
         time.sleep(interval)
 
 
+def _traversable(path: Path) -> bool:
+    """True when other users can reach `path` (every existing parent has the x bit for others)."""
+    for parent in [*reversed(path.parents), path]:
+        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def runtime_dir_for(base: Path) -> Path | None:
+    """None when munged and slurmrestd can reach `base` itself; else a per-lane directory under /run.
+
+    munged refuses a socket whose directory others cannot traverse, and slurmrestd runs unprivileged,
+    so a base dir under a 0700 home (e.g. ~/.local/state) keeps its config and sockets elsewhere.
+    """
+    if _traversable(base):
+        return None
+    digest = hashlib.sha1(str(base).encode()).hexdigest()[:10]
+    run = Path("/run")
+    root = run / "sunkbridge" if run.is_dir() and os.access(run, os.W_OK) else Path("/tmp") / "sunkbridge"
+    return root / f"slurm-{digest}"
+
+
 def make_base_dir(prefix: str = "sunk-slurm-") -> Path:
     """A fresh lane directory under /tmp that munged and slurmrestd can traverse (mode 0755).
 
@@ -567,7 +600,7 @@ class SlurmLane:
 
     def __init__(self, config: SlurmLaneConfig) -> None:
         self.config = config
-        self.paths = LanePaths(config.base_dir)
+        self.paths = LanePaths(config.base_dir, runtime_dir_for(config.base_dir))
         self.ports: LanePorts | None = None
         self._restd_procs: list[subprocess.Popen[bytes]] = []
 
@@ -579,6 +612,7 @@ class SlurmLane:
         paths = LanePaths(Path(base_dir).absolute())
         try:
             data = json.loads(paths.state_file.read_text())
+            runtime = Path(data.get("runtime") or paths.base)
         except (OSError, ValueError) as exc:
             raise SlurmLaneError(
                 "attach", f"no readable lane state at {paths.state_file}: {exc}",
@@ -600,6 +634,7 @@ class SlurmLane:
             start_timeout=cfg["start_timeout"],
         )
         lane = cls(config)
+        lane.paths = LanePaths(config.base_dir, runtime if runtime != config.base_dir else None)
         ports = data["ports"]
         lane.ports = LanePorts(ports["slurmctld"], dict(ports["slurmd"]), ports["restd"])
         return lane
@@ -655,7 +690,7 @@ class SlurmLane:
 
     def processes(self) -> list[int]:
         """Pids of every live process of this lane (daemons, step daemons, job tasks)."""
-        return _lane_pids(self.base_dir)
+        return _lane_pids(self.base_dir, self.paths.slurm_conf)
 
     def is_running(self) -> bool:
         """True when munged, slurmctld, every slurmd and slurmrestd of this lane are alive."""
@@ -677,7 +712,7 @@ class SlurmLane:
         if self.is_running():
             raise SlurmLaneError("start", f"a lane is already running under {self.base_dir}",
                                  fix="use it, or stop it first (`SlurmLane.attach(dir).stop()`)")
-        if _lane_pids(self.base_dir):
+        if _lane_pids(self.base_dir, self.paths.slurm_conf):
             self.stop()
         self._check_base_dir()
         self.ports = self._resolve_ports()
@@ -709,7 +744,7 @@ class SlurmLane:
             if pid is not None:
                 self._terminate([pid], timeout)
             pidfile.unlink(missing_ok=True)
-        leftovers = _lane_pids(self.base_dir)
+        leftovers = _lane_pids(self.base_dir, self.paths.slurm_conf)
         if leftovers:
             self._terminate(leftovers, timeout=5.0)
         for proc in self._restd_procs:
@@ -717,11 +752,18 @@ class SlurmLane:
                 proc.wait(timeout=1)
         self._restd_procs.clear()
         self._unmount_all()
-        survivors = _lane_pids(self.base_dir)
+        survivors = _lane_pids(self.base_dir, self.paths.slurm_conf)
         if survivors:
             listing = ",".join(map(str, survivors))
             raise SlurmLaneError("stop", f"processes {survivors} of the lane survived SIGKILL",
                                  fix=f"inspect them with `ps -o pid,stat,args -p {listing}`")
+
+    def purge(self) -> None:
+        """Stop the lane and delete its files: the base dir and, if separate, its runtime dir."""
+        self.stop()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self.paths.runtime != self.base_dir:
+            shutil.rmtree(self.paths.runtime, ignore_errors=True)
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -745,13 +787,6 @@ class SlurmLane:
         return env
 
     def _check_base_dir(self) -> None:
-        base = self.base_dir
-        for parent in [*reversed(base.parents)]:
-            if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
-                raise SlurmLaneError(
-                    "check base dir", f"{parent} (a parent of {base}) is not searchable by other users; "
-                    "munged and slurmrestd need that",
-                    fix=f"choose a base dir under /tmp (e.g. tempfile.mkdtemp()) or `chmod o+x {parent}`")
         for sock in (self.paths.munge_socket, self.paths.rest_socket):
             if len(str(sock)) > 100:
                 raise SlurmLaneError("check base dir", f"socket path {sock} is longer than 100 characters",
@@ -787,7 +822,8 @@ class SlurmLane:
 
     def _prepare(self) -> None:
         p, cfg, ports = self.paths, self.config, self._ports()
-        for directory in (p.base, p.etc, p.spool, p.state_save, p.run, p.log, p.dev, p.rest, p.munge):
+        for directory in (p.base, p.runtime, p.etc, p.spool, p.state_save, p.run, p.log, p.dev, p.rest,
+                          p.munge):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(0o755)
         for node in cfg.nodes:
@@ -814,10 +850,10 @@ class SlurmLane:
         p.slurm_conf.write_text(render_slurm_conf(cfg, p, ports))
         p.gres_conf.write_text(render_gres_conf(cfg, p))
         p.cgroup_conf.write_text(render_cgroup_conf())
-        state = {"config": {**asdict(cfg), "base_dir": str(cfg.base_dir)},
+        recorded = {**asdict(cfg), "base_dir": str(cfg.base_dir), "slurmd_ports": dict(ports.slurmd),
+                    "extra_conf": dict(cfg.extra_conf)}
+        state = {"config": recorded, "runtime": str(p.runtime),
                  "ports": {"slurmctld": ports.slurmctld, "slurmd": dict(ports.slurmd), "restd": ports.restd}}
-        state["config"]["slurmd_ports"] = dict(ports.slurmd)
-        state["config"]["extra_conf"] = dict(cfg.extra_conf)
         p.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
     def _launch(self, step: str, argv: list[str], log: Path, fix: str) -> None:

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -225,6 +226,22 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "gone"
+
+
+def test_a_base_dir_under_a_private_parent_keeps_sockets_elsewhere() -> None:
+    private = Path(tempfile.mkdtemp(prefix="sunk-private-"))  # 0700, like a home directory
+    lane = SlurmLane(_small_config(private, jwt=False))
+    try:
+        lane.start()
+        assert lane.paths.runtime != lane.base_dir
+        assert Path(lane.env()["SLURM_CONF"]).is_relative_to(lane.paths.runtime)
+        assert set(lane.node_states().values()) == {"idle"}
+        assert SlurmLane.attach(lane.base_dir).env() == lane.env()
+    finally:
+        lane.purge()
+        shutil.rmtree(private, ignore_errors=True)
+    assert lane.processes() == []
+    assert not lane.paths.runtime.exists()
 
 
 def test_a_taken_port_is_reported_before_anything_starts() -> None:

@@ -16,6 +16,7 @@ from sunkbridge.lanes.slurm import (
     render_cgroup_conf,
     render_gres_conf,
     render_slurm_conf,
+    runtime_dir_for,
 )
 
 BASE = Path("/tmp/lane-x")
@@ -93,3 +94,14 @@ def test_errors_are_one_line_with_step_log_and_fix() -> None:
     err = SlurmLaneError("start slurmd g1", "died:\nfatal: bad", log=Path("/x/slurmd.log"), fix="read it")
     assert str(err) == ("slurm lane: start slurmd g1 failed: died: fatal: bad; log: /x/slurmd.log; "
                         "fix: read it")
+
+
+def test_runtime_dir_only_when_the_base_is_private(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    assert runtime_dir_for(Path("/tmp/some-lane")) is None
+    elsewhere = runtime_dir_for(private / "lane")
+    assert elsewhere is not None and elsewhere.name.startswith("slurm-")
+    assert elsewhere == runtime_dir_for(private / "lane")
+    assert LanePaths(private, elsewhere).slurm_conf == elsewhere / "etc" / "slurm.conf"
+    assert LanePaths(private, elsewhere).slurmctld_log == private / "log" / "slurmctld.log"
