@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+import sunkbridge.lanes.slurm as slurm_lane_module
 from sunkbridge.lanes.slurm import (
     LanePaths,
     LanePorts,
@@ -13,6 +15,8 @@ from sunkbridge.lanes.slurm import (
     PartitionSpec,
     SlurmLaneConfig,
     SlurmLaneError,
+    ensure_installed,
+    missing_packages,
     render_cgroup_conf,
     render_gres_conf,
     render_slurm_conf,
@@ -105,3 +109,29 @@ def test_runtime_dir_only_when_the_base_is_private(tmp_path: Path) -> None:
     assert elsewhere == runtime_dir_for(private / "lane")
     assert LanePaths(private, elsewhere).slurm_conf == elsewhere / "etc" / "slurm.conf"
     assert LanePaths(private, elsewhere).slurmctld_log == private / "log" / "slurmctld.log"
+
+
+def test_everything_the_lane_needs_is_installed_here() -> None:
+    # On a fresh machine `ensure_installed()` runs apt-get; here the packages are present, so it is a no-op.
+    if os.geteuid() != 0 or missing_packages():
+        pytest.skip("needs root and the Debian Slurm packages")
+    assert ensure_installed() == []
+
+
+def test_failed_apt_step_is_reported_mocked_apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in apt-get: a real apt failure cannot be provoked safely on a shared machine.
+    if os.geteuid() != 0:
+        pytest.skip("ensure_installed only runs apt-get as root")
+    fake = tmp_path / "apt-get"
+    fake.write_text("#!/bin/sh\necho 'E: Unable to locate package slurmd' >&2\nexit 100\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(slurm_lane_module, "missing_packages", lambda: ["slurmd"])
+    monkeypatch.setattr(slurm_lane_module, "_apt_updated", False)
+    with pytest.raises(SlurmLaneError) as err:
+        ensure_installed()
+    message = str(err.value)
+    assert message.startswith("slurm lane: apt-get update failed:")
+    assert "exited 100: E: Unable to locate package slurmd" in message
+    assert "fix: run `apt-get update && apt-get install -y" in message
+    assert "\n" not in message
