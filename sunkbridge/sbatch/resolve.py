@@ -1,0 +1,525 @@
+"""Resolve sbatch's argv, environment and script into a :class:`Submission`, as sbatch 22.05 does.
+
+Order of work (sbatch 22.05 ``main``/``process_options_*``):
+
+1. the command line is read once for its structure (unknown, ambiguous or incomplete options fail
+   here) and for ``--help``, ``--usage``, ``--version`` and ``--wrap``;
+2. the script is read: ``--wrap`` builds one (a script file is then an error), else the first
+   operand names the file (searched in the current directory, then ``PATH``), else standard input;
+3. ``#SBATCH`` directives are applied, then ``SBATCH_*`` variables, then the command-line options,
+   so the command line beats the environment, which beats the script;
+4. cross-option checks run (memory options, GPU types, node and task counts).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sunkbridge.sbatch.arrays import DEFAULT_MAX_ARRAY_SIZE, ArraySpec, parse_array
+from sunkbridge.sbatch.dependency import Dependency, parse_dependency
+from sunkbridge.sbatch.env import env_options, flag_is_on
+from sunkbridge.sbatch.errors import SbatchError
+from sunkbridge.sbatch.gres import GresRequest, check_typed_consistency, parse_gpus, parse_gres
+from sunkbridge.sbatch.hostlist import expand_hostlist, unique_hosts
+from sunkbridge.sbatch.memory import parse_mem_mb
+from sunkbridge.sbatch.options import Arg, Operands, OptionSpec, ParsedOption, getopt_long
+from sunkbridge.sbatch.script import check_script, find_wrapper_directive, read_directives, wrap_script
+from sunkbridge.sbatch.submission import Submission
+from sunkbridge.sbatch.times import Unlimited, parse_time_limit, parse_time_seconds
+from sunkbridge.sbatch.values import (
+    SignalSpec,
+    parse_choice,
+    parse_exclusive,
+    parse_get_user_env,
+    parse_int,
+    parse_mail_type,
+    parse_nice,
+    parse_no_kill,
+    parse_nodes,
+    parse_open_mode,
+    parse_signal,
+)
+
+
+class SbatchInfoRequest(Exception):
+    """The command line asks for sbatch's help, usage or version instead of a submission."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+_POSITIVE_INTS = frozenset(
+    {
+        "ntasks",
+        "cpus-per-task",
+        "ntasks-per-node",
+        "ntasks-per-core",
+        "ntasks-per-socket",
+        "ntasks-per-gpu",
+        "ntasks-per-tres",
+        "cpus-per-gpu",
+        "mincpus",
+        "sockets-per-node",
+        "cores-per-socket",
+        "threads-per-core",
+    }
+)
+_NON_NEGATIVE_INTS = frozenset({"core-spec", "thread-spec"})
+_MEMORY = ("mem", "mem-per-cpu", "mem-per-gpu")
+_ENV_NAME = {
+    "mem": "SBATCH_MEM_PER_NODE",
+    "mem-per-cpu": "SBATCH_MEM_PER_CPU",
+    "mem-per-gpu": "SBATCH_MEM_PER_GPU",
+}
+
+
+@dataclass
+class _Value:
+    raw: str | None
+    parsed: object
+    source: str
+
+
+@dataclass
+class _State:
+    values: dict[str, _Value] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def get(self, key: str) -> object:
+        v = self.values.get(key)
+        return None if v is None else v.parsed
+
+
+def _parse_value(key: str, raw: str | None, what: str, max_array_size: int, cwd: str) -> object:
+    """Validate and parse one option value (``raw`` is None for options given without a value)."""
+    if raw is None:
+        if key == "exclusive":
+            return parse_exclusive(None, what)
+        if key == "no-kill":
+            return parse_no_kill(None, what)
+        if key == "nice":
+            return parse_nice(None, what)
+        return True
+    if key in _POSITIVE_INTS:
+        return parse_int(raw, what, minimum=1)
+    if key in _NON_NEGATIVE_INTS:
+        return parse_int(raw, what, minimum=0)
+    parser: Callable[[str, str], object] | None = {
+        "nodes": parse_nodes,
+        "mem": parse_mem_mb,
+        "mem-per-cpu": parse_mem_mb,
+        "mem-per-gpu": parse_mem_mb,
+        "tmp": parse_mem_mb,
+        "time": parse_time_limit,
+        "time-min": parse_time_limit,
+        "delay-boot": parse_time_seconds,
+        "gres": parse_gres,
+        "gpus": parse_gpus,
+        "gpus-per-node": parse_gpus,
+        "gpus-per-task": parse_gpus,
+        "gpus-per-socket": parse_gpus,
+        "dependency": parse_dependency,
+        "signal": parse_signal,
+        "open-mode": parse_open_mode,
+        "exclusive": parse_exclusive,
+        "no-kill": parse_no_kill,
+        "mail-type": parse_mail_type,
+        "nice": parse_nice,
+        "get-user-env": parse_get_user_env,
+    }.get(key)
+    if parser is not None:
+        return parser(raw, what)
+    if key == "array":
+        return parse_array(raw, max_array_size, what)
+    if key in ("nodelist", "exclude"):
+        return _hosts(raw, what, cwd)
+    if key == "kill-on-invalid-dep":
+        return parse_choice(raw, what, ("yes", "no"))
+    if key == "gres-flags":
+        return parse_choice(raw, what, ("enforce-binding", "disable-binding"))
+    if key == "wait-all-nodes":
+        value = parse_int(raw, what)
+        if value > 1:
+            raise SbatchError(f"{what}={raw!r}: use 0 or 1")
+        return value
+    return raw
+
+
+def _hosts(raw: str, what: str, cwd: str) -> list[str]:
+    """Expand a host list; a value containing '/' names a file of hosts, as in sbatch."""
+    if "/" in raw:
+        path = raw if raw.startswith("/") else os.path.join(cwd, raw)
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+                raw = ",".join(fh.read().split())
+        except OSError as exc:
+            raise SbatchError(
+                f"{what}={raw!r}: cannot read node list file ({exc.strerror}); check the path"
+            ) from None
+    return expand_hostlist(raw, what)
+
+
+def _apply(
+    state: _State, spec: OptionSpec, raw: str | None, source: str, what: str, max_array_size: int, cwd: str
+) -> None:
+    """Set one option from one source (later calls override earlier ones)."""
+    key = spec.key
+    if key in ("requeue", "no-requeue"):
+        state.values["requeue"] = _Value(raw, key == "requeue", source)
+        return
+    if key in ("exclusive", "oversubscribe"):
+        mode = (
+            "oversubscribe" if key == "oversubscribe" else _parse_value(key, raw, what, max_array_size, cwd)
+        )
+        state.values["shared"] = _Value(raw, mode, source)
+        return
+    state.values[key] = _Value(raw, _parse_value(key, raw, what, max_array_size, cwd), source)
+
+
+def _reset(state: _State, spec: OptionSpec) -> None:
+    key = {
+        "requeue": "requeue",
+        "no-requeue": "requeue",
+        "exclusive": "shared",
+        "oversubscribe": "shared",
+    }.get(spec.key, spec.key)
+    state.values.pop(key, None)
+
+
+def _what(opt: ParsedOption) -> str:
+    """How an option is named in messages: as spelled, plus the long name for short options."""
+    if opt.spelled.startswith("--"):
+        return opt.spelled
+    return f"{opt.spelled}/--{opt.key}"
+
+
+def _find_script(name: str, cwd: str, env: Mapping[str, str]) -> str | None:
+    """Locate the script as sbatch's ``search_path`` does: cwd first, then ``PATH``."""
+    if name.startswith("/"):
+        return name
+    if name.startswith("."):
+        return os.path.join(cwd, name)
+    dirs = [cwd] + [d for d in env.get("PATH", "").split(":") if d]
+    for d in dirs:
+        candidate = os.path.join(d if os.path.isabs(d) else os.path.join(cwd, d), name)
+        if os.access(candidate, os.R_OK):
+            return candidate
+    return None
+
+
+def _read_script_file(name: str, cwd: str, env: Mapping[str, str]) -> tuple[str, bytes]:
+    path = _find_script(name, cwd, env)
+    if path is None or not os.path.exists(path):
+        raise SbatchError(f"{name}: unable to open the batch script (no such file); check the path")
+    if os.path.isdir(path):
+        raise SbatchError(f"{name}: is a directory, not a batch script; give the script file")
+    try:
+        with open(path, "rb") as fh:
+            return path, fh.read()
+    except OSError as exc:
+        raise SbatchError(
+            f"{name}: unable to open the batch script ({exc.strerror}); check the path"
+        ) from None
+
+
+def _first_pass(argv: Sequence[str]) -> tuple[list[ParsedOption], int]:
+    """Read the command line's structure; stop early for help, usage and version."""
+    stop = Operands()
+    options: list[ParsedOption] = []
+    for opt in getopt_long(argv, stop=stop):
+        if opt.key in ("help", "usage", "version"):
+            raise SbatchInfoRequest(opt.key)
+        options.append(opt)
+    if stop.start < len(argv) and argv[stop.start] == ":":
+        raise SbatchError(
+            "':' on the command line separates the components of a heterogeneous job, which sunkbridge "
+            "does not support; submit the components as separate jobs"
+        )
+    return options, stop.start
+
+
+def _memory_checks(state: _State) -> None:
+    set_by_cli = [k for k in _MEMORY if k in state.values and state.values[k].source != "env"]
+    if len(set_by_cli) > 1:
+        raise SbatchError(
+            "--mem, --mem-per-cpu and --mem-per-gpu are mutually exclusive (got "
+            + " and ".join("--" + k for k in set_by_cli)
+            + "); keep one"
+        )
+    if set_by_cli:
+        for k in _MEMORY:
+            if k != set_by_cli[0]:
+                state.values.pop(k, None)
+        return
+    set_by_env = [k for k in _MEMORY if k in state.values]
+    if len(set_by_env) > 1:
+        raise SbatchError(
+            " and ".join(_ENV_NAME[k] for k in set_by_env)
+            + " are mutually exclusive; unset all but one of SBATCH_MEM_PER_NODE, SBATCH_MEM_PER_CPU and "
+            "SBATCH_MEM_PER_GPU"
+        )
+
+
+def _requests(state: _State, key: str) -> tuple[GresRequest, ...]:
+    value = state.get(key)
+    return value if isinstance(value, tuple) else ()
+
+
+def resolve(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    *,
+    read_stdin: Callable[[], bytes] | None = None,
+    max_array_size: int = DEFAULT_MAX_ARRAY_SIZE,
+) -> Submission:
+    """Resolve a submission exactly as ``sbatch ARGV`` would, in environment ``env`` and directory ``cwd``.
+
+    ``argv`` excludes the program name. ``read_stdin`` supplies the script when no script file and no
+    ``--wrap`` are given. ``max_array_size`` is the cluster's ``MaxArraySize``. Raises
+    :class:`SbatchError` for anything sbatch rejects and :class:`SbatchInfoRequest` for ``--help``,
+    ``--usage`` and ``--version``.
+    """
+    cli_options, first_operand = _first_pass(argv)
+    operands = list(argv[first_operand:])
+    wrap: str | None = None
+    for opt in cli_options:
+        if opt.key == "wrap":
+            wrap = opt.value
+    if wrap is not None and operands:
+        raise SbatchError(
+            f"script arguments are not permitted with --wrap (got {operands[0]!r}); "
+            "drop the script or drop --wrap"
+        )
+
+    script_path: str | None = None
+    script_args: tuple[str, ...] = ()
+    if wrap is not None:
+        script = wrap_script(wrap)
+        label = "--wrap"
+        default_name = "wrap"
+    elif operands:
+        script_path, data = _read_script_file(operands[0], cwd, env)
+        label = operands[0]
+        script = check_script(data, label)
+        script_args = tuple(operands[1:])
+        default_name = os.path.basename(operands[0])
+    else:
+        if read_stdin is None:
+            raise SbatchError(
+                "no batch script given; name a script file, use --wrap, or pipe a script on stdin"
+            )
+        label = "<stdin>"
+        script = check_script(read_stdin(), label)
+        default_name = "sbatch"
+
+    state = _State()
+
+    # 1. #SBATCH directives
+    directives = read_directives(script, label)
+    state.warnings.extend(directives.warnings)
+    words = [w.text for w in directives.words]
+    labels = [f"{label} line {w.line}" for w in directives.words]
+    stop = Operands()
+    for opt in getopt_long(words, labels, stop=stop):
+        if opt.spec.early:
+            continue
+        try:
+            _apply(state, opt.spec, opt.value, "script", _what(opt), max_array_size, cwd)
+        except SbatchError as exc:
+            raise SbatchError(f"{labels[opt.index]}: {exc.message}") from None
+    if stop.start < len(words):
+        raise SbatchError(
+            f"{labels[stop.start]}: invalid directive {words[stop.start]!r} in #SBATCH line; "
+            "only options may follow #SBATCH (quote values that contain blanks)"
+        )
+
+    # #PBS / #BSUB lines, which sbatch would translate
+    ignore_pbs = (
+        "--ignore-pbs" in argv[:first_operand] or "SBATCH_IGNORE_PBS" in env or "ignore-pbs" in state.values
+    )
+    if not ignore_pbs:
+        found = find_wrapper_directive(script)
+        if found is not None:
+            raise SbatchError(
+                f"{label} line {found[0]}: {found[1]} directives are not translated by sunkbridge; "
+                "rewrite them as #SBATCH lines, or pass --ignore-pbs to skip them"
+            )
+
+    # 2. SBATCH_* environment
+    for var, spec, value in env_options(env):
+        if spec.arg is Arg.NONE:
+            if flag_is_on(value):
+                _apply(state, spec, None, "env", var, max_array_size, cwd)
+            else:
+                _reset(state, spec)
+            continue
+        raw: str | None = value
+        if spec.arg is Arg.OPTIONAL and value == "":
+            raw = None
+        _apply(state, spec, raw, "env", var, max_array_size, cwd)
+
+    # 3. command line
+    for opt in cli_options:
+        if not opt.spec.early:
+            _apply(state, opt.spec, opt.value, "cli", _what(opt), max_array_size, cwd)
+
+    return _finish(state, script, script_path, script_args, default_name, wrap, cwd)
+
+
+def _finish(
+    state: _State,
+    script: str,
+    script_path: str | None,
+    script_args: tuple[str, ...],
+    default_name: str,
+    wrap: str | None,
+    cwd: str,
+) -> Submission:
+    """Cross-option checks and derived values."""
+    _memory_checks(state)
+
+    gpus_per_node = _requests(state, "gpus-per-node")
+    gres = _requests(state, "gres")
+    per_node = gpus_per_node + gres
+    check_typed_consistency(per_node, "--gpus-per-node and --gres")
+    gpus = _requests(state, "gpus")
+    gpus_per_task = _requests(state, "gpus-per-task")
+    any_gpu = any(
+        r.name == "gpu" for r in per_node + gpus + gpus_per_task + _requests(state, "gpus-per-socket")
+    )
+    mem_per_gpu = state.get("mem-per-gpu")
+    if mem_per_gpu is not None and not any_gpu:
+        raise SbatchError(
+            f"--mem-per-gpu={mem_per_gpu} was given but no GPU was requested; add --gpus, --gpus-per-node "
+            "or --gres=gpu:N, or use --mem"
+        )
+
+    nodes = state.get("nodes")
+    nodes_set = isinstance(nodes, tuple)
+    nodes_min, nodes_max = nodes if isinstance(nodes, tuple) else (1, None)
+    nodelist_hosts = state.get("nodelist")
+    uniq: list[str] = []
+    if isinstance(nodelist_hosts, list) and nodelist_hosts:
+        uniq = unique_hosts(nodelist_hosts)
+        if not nodes_set or nodes_min < len(uniq):
+            nodes_min = len(uniq)
+        if nodes_max is not None and nodes_max < nodes_min:
+            raise SbatchError(
+                f"--nodelist names {nodes_min} nodes but --nodes allows at most {nodes_max}; "
+                f"raise --nodes to {nodes_min} or shorten the node list"
+            )
+    ntasks_value = state.get("ntasks")
+    ntpn_value = state.get("ntasks-per-node")
+    ntasks_per_node = ntpn_value if isinstance(ntpn_value, int) else None
+    if isinstance(ntasks_value, int):
+        ntasks = ntasks_value
+        if ntasks_per_node and not nodes_set and not uniq:
+            nodes_min = max(nodes_min, math.ceil(ntasks / ntasks_per_node))
+        if ntasks < nodes_min:
+            state.warnings.append(
+                f"can't run {ntasks} processes on {nodes_min} nodes, setting nnodes to {ntasks}"
+            )
+            nodes_min = nodes_max = ntasks
+            # sbatch then keeps only the first hosts of the sorted node list
+            uniq = uniq[:ntasks]
+        elif nodes_max is not None and nodes_max > ntasks:
+            nodes_max = ntasks
+    elif ntasks_per_node:
+        ntasks = nodes_min * ntasks_per_node
+    else:
+        ntasks = nodes_min
+
+    array = state.get("array")
+    array_spec = array if isinstance(array, ArraySpec) else None
+    chdir = _str(state, "chdir")
+    if chdir is None:
+        chdir = cwd
+    elif not chdir.startswith("/"):
+        chdir = cwd.rstrip("/") + "/" + chdir
+    shared = state.get("shared")
+    exclusive_mode = shared if isinstance(shared, str) else None
+    requeue = state.get("requeue")
+    time_limit = state.get("time")
+    mem = {k: state.get(k) for k in _MEMORY}
+    exclude = state.get("exclude")
+    dependency = state.get("dependency")
+    signal_spec = state.get("signal")
+    cpt = state.get("cpus-per-task")
+    options = {key: v.raw for key, v in state.values.items()}
+    job_name = _str(state, "job-name")
+
+    return Submission(
+        job_name=default_name if job_name is None else job_name,
+        script=script,
+        script_path=script_path,
+        script_args=script_args,
+        chdir=chdir,
+        nodes_min=nodes_min,
+        nodes_max=nodes_max,
+        ntasks=ntasks,
+        ntasks_per_node=ntasks_per_node,
+        cpus_per_task=cpt if isinstance(cpt, int) else 1,
+        output=_str(state, "output"),
+        error=_str(state, "error"),
+        export=_export(state),
+        exclusive=exclusive_mode in ("exclusive", "user", "mcs"),
+        hold=state.get("hold") is True,
+        partition=_str(state, "partition"),
+        mem_per_node_mb=_int(mem["mem"]),
+        mem_per_cpu_mb=_int(mem["mem-per-cpu"]),
+        mem_per_gpu_mb=_int(mem["mem-per-gpu"]),
+        gres_per_node=per_node,
+        gpus=gpus,
+        gpus_per_task=gpus_per_task,
+        time_limit_minutes=_time(time_limit),
+        array=array_spec,
+        dependency=dependency if isinstance(dependency, Dependency) else None,
+        constraint=_str(state, "constraint"),
+        nodelist=tuple(uniq),
+        exclude=tuple(unique_hosts(exclude)) if isinstance(exclude, list) else (),
+        requeue=requeue if isinstance(requeue, bool) else None,
+        account=_str(state, "account"),
+        qos=_str(state, "qos"),
+        open_mode=_str_parsed(state, "open-mode"),
+        signal=_str(state, "signal"),
+        signal_spec=signal_spec if isinstance(signal_spec, SignalSpec) else None,
+        wrap=wrap,
+        exclusive_mode=exclusive_mode,
+        input=_str(state, "input"),
+        container=_str(state, "container"),
+        container_image=_str(state, "container-image"),
+        container_mounts=_str(state, "container-mounts"),
+        container_workdir=_str(state, "container-workdir"),
+        options=options,
+        warnings=tuple(state.warnings),
+    )
+
+
+def _str(state: _State, key: str) -> str | None:
+    v = state.values.get(key)
+    return v.raw if v is not None else None
+
+
+def _str_parsed(state: _State, key: str) -> str | None:
+    v = state.get(key)
+    return v if isinstance(v, str) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time(value: object) -> int | Unlimited | None:
+    if value == "UNLIMITED":
+        return "UNLIMITED"
+    return value if isinstance(value, int) else None
+
+
+def _export(state: _State) -> str:
+    value = _str(state, "export")
+    return "ALL" if value is None else value
