@@ -498,6 +498,8 @@ def compare(view: Mapping[str, Any], sunk: Mapping[str, Any], defaults: Mapping[
             mine = {"indices": sorted(mine["indices"]), "max_running": mine.get("max_running")}
         if key in ("nodelist", "exclude") and isinstance(mine, list):
             mine, theirs = sorted(mine), sorted(theirs)
+        if key in ("chdir", "output", "error") and isinstance(theirs, str):
+            theirs = os.path.normpath(theirs)  # Slurm keeps `/w/..` as given
         if mine == theirs:
             continue
         if mine in (None, []) and key in defaults and theirs == defaults[key]:
