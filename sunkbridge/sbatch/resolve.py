@@ -338,18 +338,6 @@ def resolve(
             "only options may follow #SBATCH (quote values that contain blanks)"
         )
 
-    # #PBS / #BSUB lines, which sbatch would translate
-    ignore_pbs = (
-        "--ignore-pbs" in argv[:first_operand] or "SBATCH_IGNORE_PBS" in env or "ignore-pbs" in state.values
-    )
-    if not ignore_pbs:
-        found = find_wrapper_directive(script)
-        if found is not None:
-            raise SbatchError(
-                f"{label} line {found[0]}: {found[1]} directives are not translated by sunkbridge; "
-                "rewrite them as #SBATCH lines, or pass --ignore-pbs to skip them"
-            )
-
     # 2. SBATCH_* environment
     for var, spec, value in env_options(env):
         if spec.arg is Arg.NONE:
@@ -367,6 +355,16 @@ def resolve(
     for opt in cli_options:
         if not opt.spec.early:
             _apply(state, opt.spec, opt.value, "cli", _what(opt), max_array_size, cwd)
+
+    # #PBS / #BSUB lines, which sbatch would translate unless --ignore-pbs ended up set (from the
+    # script, SBATCH_IGNORE_PBS or the command line; a script argument does not count)
+    if "ignore-pbs" not in state.values:
+        found = find_wrapper_directive(script)
+        if found is not None:
+            raise SbatchError(
+                f"{label} line {found[0]}: {found[1]} directives are not translated by sunkbridge; "
+                "rewrite them as #SBATCH lines, or pass --ignore-pbs to skip them"
+            )
 
     return _finish(state, script, script_path, script_args, default_name, wrap, cwd)
 

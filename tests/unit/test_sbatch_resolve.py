@@ -447,9 +447,19 @@ def test_rejections(tmp_path: Path, argv: list[str], body: str | None, message: 
 
 
 def test_pbs_lines_are_skipped_with_ignore_pbs(tmp_path: Path) -> None:
+    # seen with sbatch 22.05.8: the option may be abbreviated; a script argument does not count;
+    # SBATCH_IGNORE_PBS follows the flag rules ("0" and "no" leave #PBS lines active)
     assert run(tmp_path, ["--ignore-pbs"], body="#PBS -N x\n").job_name == "d.sh"
+    assert run(tmp_path, ["--ignore-p"], body="#PBS -N x\n").job_name == "d.sh"
     assert run(tmp_path, [], body="#PBS -N x\n", env={"SBATCH_IGNORE_PBS": "1"}).job_name == "d.sh"
+    assert run(tmp_path, [], body="#PBS -N x\n", env={"SBATCH_IGNORE_PBS": ""}).job_name == "d.sh"
     assert run(tmp_path, [], body="#SBATCH --ignore-pbs\n#PBS -N x\n").job_name == "d.sh"
+    for env in ({"SBATCH_IGNORE_PBS": "0"}, {"SBATCH_IGNORE_PBS": "no"}):
+        with pytest.raises(SbatchError, match="#PBS directives"):
+            run(tmp_path, [], body="#PBS -N x\n", env=env)
+    (tmp_path / "p.sh").write_text("#!/bin/sh\n#PBS -N x\n")
+    with pytest.raises(SbatchError, match="#PBS directives"):
+        run(tmp_path, ["p.sh", "--ignore-pbs"])
 
 
 def test_missing_and_unreadable_scripts(tmp_path: Path) -> None:
