@@ -32,15 +32,23 @@ from sunkbridge.sbatch.times import Unlimited, parse_time_limit, parse_time_seco
 from sunkbridge.sbatch.values import (
     SignalSpec,
     parse_choice,
+    parse_cpu_freq,
+    parse_distribution,
     parse_exclusive,
+    parse_extra_node_info,
     parse_get_user_env,
+    parse_hint,
     parse_int,
     parse_mail_type,
     parse_nice,
     parse_no_kill,
     parse_nodes,
     parse_open_mode,
+    parse_priority,
+    parse_profile,
+    parse_propagate,
     parse_signal,
+    parse_switches,
 )
 
 
@@ -130,6 +138,14 @@ def _parse_value(key: str, raw: str | None, what: str, max_array_size: int, cwd:
         "mail-type": parse_mail_type,
         "nice": parse_nice,
         "get-user-env": parse_get_user_env,
+        "propagate": parse_propagate,
+        "profile": parse_profile,
+        "hint": parse_hint,
+        "switches": parse_switches,
+        "extra-node-info": parse_extra_node_info,
+        "distribution": parse_distribution,
+        "cpu-freq": parse_cpu_freq,
+        "priority": parse_priority,
     }.get(key)
     if parser is not None:
         return parser(raw, what)
@@ -147,6 +163,26 @@ def _parse_value(key: str, raw: str | None, what: str, max_array_size: int, cwd:
             raise SbatchError(f"{what}={raw!r}: use 0 or 1")
         return value
     return raw
+
+
+def _path(raw: str, cwd: str) -> str:
+    return raw if raw.startswith("/") else os.path.join(cwd, raw)
+
+
+def _check_readable(raw: str, what: str, cwd: str) -> None:
+    if not os.access(_path(raw, cwd), os.R_OK) or os.path.isdir(_path(raw, cwd)):
+        raise SbatchError(f"{what}={raw!r}: cannot read this file; check the path")
+
+
+def _hosts_file(raw: str, what: str, cwd: str) -> list[str]:
+    try:
+        with open(_path(raw, cwd), encoding="utf-8", errors="surrogateescape") as fh:
+            text = ",".join(fh.read().split())
+    except OSError as exc:
+        raise SbatchError(
+            f"{what}={raw!r}: cannot read node list file ({exc.strerror}); check the path"
+        ) from None
+    return expand_hostlist(text, what)
 
 
 def _hosts(raw: str, what: str, cwd: str) -> list[str]:
@@ -168,6 +204,12 @@ def _apply(
 ) -> None:
     """Set one option from one source (later calls override earlier ones)."""
     key = spec.key
+    if key == "nodefile" and raw is not None:
+        # -F and -w fill the same request: the last one given wins
+        state.values["nodelist"] = _Value(raw, _hosts_file(raw, what, cwd), source)
+        return
+    if key in ("bbf", "export-file") and raw is not None and not (key == "export-file" and raw.isdigit()):
+        _check_readable(raw, what, cwd)
     if key in ("requeue", "no-requeue"):
         state.values["requeue"] = _Value(raw, key == "requeue", source)
         return
@@ -395,6 +437,16 @@ def _finish(
         raise SbatchError(
             f"--mem-per-gpu={mem_per_gpu} was given but no GPU was requested; add --gpus, --gpus-per-node "
             "or --gres=gpu:N, or use --mem"
+        )
+
+    distribution = _str(state, "distribution")
+    if (
+        distribution is not None
+        and distribution.lower().startswith("arbitrary")
+        and not state.get("nodelist")
+    ):
+        raise SbatchError(
+            f"--distribution={distribution}: the arbitrary distribution needs a node list; add -w/--nodelist"
         )
 
     nodes = state.get("nodes")

@@ -202,3 +202,90 @@ def parse_get_user_env(text: str | None, what: str = "--get-user-env") -> str | 
     if text is None or re.fullmatch(r"[0-9]*[SsLl]?", text):
         return text
     raise SbatchError(f"{what}={text!r}: use --get-user-env[=TIMEOUT][S|L], e.g. --get-user-env=10L")
+
+
+RLIMITS = ("AS", "CORE", "CPU", "DATA", "FSIZE", "MEMLOCK", "NOFILE", "NPROC", "RSS", "STACK")
+
+
+def parse_propagate(text: str, what: str = "--propagate") -> str:
+    """``ALL``, ``NONE`` or a comma list of rlimit names (upper case, as sbatch requires)."""
+    if text in ("ALL", "NONE") or (text and all(name in RLIMITS for name in text.split(","))):
+        return text
+    raise SbatchError(f"{what}={text!r}: use ALL, NONE or a comma list of {', '.join(RLIMITS)}")
+
+
+def parse_profile(text: str, what: str = "--profile") -> str:
+    """Comma list of ``all``, ``none``, ``energy``, ``lustre``, ``network``, ``task`` (any case)."""
+    names = ("all", "none", "energy", "lustre", "network", "task")
+    if text and all(item.lower() in names for item in text.split(",")):
+        return text
+    raise SbatchError(f"{what}={text!r}: use a comma list of {', '.join(names)}")
+
+
+def parse_hint(text: str, what: str = "--hint") -> str:
+    """Comma list of ``compute_bound``, ``memory_bound``, ``multithread``, ``nomultithread`` (any case)."""
+    names = ("compute_bound", "memory_bound", "multithread", "nomultithread")
+    if text and all(item.lower() in names for item in text.split(",")):
+        return text
+    raise SbatchError(f"{what}={text!r}: use a comma list of {', '.join(names)}")
+
+
+def parse_switches(text: str, what: str = "--switches") -> str:
+    """``COUNT[@MAX_WAIT]``; sbatch checks the count only."""
+    count, _, _ = text.partition("@")
+    parse_int(count, what)
+    return text
+
+
+def parse_extra_node_info(text: str, what: str = "-B/--extra-node-info") -> str:
+    """``SOCKETS[:CORES[:THREADS]]``, each ``*``, ``N`` or ``MIN-MAX`` (further fields are ignored)."""
+    for position, field in zip(("first", "second", "third"), text.split(":"), strict=False):
+        if field == "*":
+            continue
+        if re.fullmatch(_WS + r"\+?[0-9]+(-[0-9]+)?", field) is None:
+            raise SbatchError(
+                f"{what}={text!r}: invalid {position} field {field!r}; use S[:C[:T]], e.g. 2:8:1"
+            )
+    return text
+
+
+_DIST_FIRST = re.compile(r"(?i)(block|cyclic|arbitrary|\*|plane=[0-9]+)")
+_DIST_NEXT = re.compile(r"(?i)(block|cyclic|fcyclic|\*)")
+
+
+def parse_distribution(text: str, what: str = "-m/--distribution") -> str:
+    """``{block|cyclic|arbitrary|plane=N|*}[:{block|cyclic|fcyclic|*}[:...]][,Pack|,NoPack]``."""
+    spec, _, pack = text.partition(",")
+    levels = spec.split(":")
+    ok = (
+        0 < len(levels) <= 3
+        and _DIST_FIRST.fullmatch(levels[0]) is not None
+        and all(_DIST_NEXT.fullmatch(level) for level in levels[1:])
+        and pack.lower() in ("", "pack", "nopack")
+    )
+    if not ok:
+        raise SbatchError(
+            f"{what}={text!r}: use block, cyclic, arbitrary or plane=N, optionally followed by "
+            ":block|cyclic|fcyclic levels and ,Pack or ,NoPack"
+        )
+    return text
+
+
+_FREQ = r"(low|medium|highm1|high|[0-9]+)"
+_GOVERNORS = r"(conservative|ondemand|performance|powersave|userspace|schedutil)"
+_CPU_FREQ_RE = re.compile(rf"(?i)({_FREQ}(-{_FREQ})?(:{_GOVERNORS})?|{_GOVERNORS})")
+
+
+def parse_cpu_freq(text: str, what: str = "--cpu-freq") -> str:
+    """``FREQ``, ``MIN-MAX``, ``MIN-MAX:GOVERNOR`` or ``GOVERNOR`` (FREQ: kHz or low/medium/high/highm1)."""
+    if _CPU_FREQ_RE.fullmatch(text) is None:
+        raise SbatchError(f"{what}={text!r}: use e.g. high, 2000000, low-high:performance or ondemand")
+    return text
+
+
+def parse_priority(text: str, what: str = "--priority") -> str:
+    """``TOP`` or a number; sbatch refuses negative numbers (other text is read as 0)."""
+    m = re.match(_WS + r"([+-]?[0-9]+)", text)
+    if m is not None and int(m.group(1)) < 0:
+        raise SbatchError(f"{what}={text!r}: priority must be >= 0 (or TOP)")
+    return text

@@ -183,6 +183,28 @@ def test_nodelist_larger_than_max_nodes_is_rejected(tmp_path: Path, job: Path) -
         run(tmp_path, ["-N", "1", "-w", "gpu-[001-002]", "job.sh"])
 
 
+def test_nodefile_and_nodelist_fill_the_same_request(tmp_path: Path, job: Path) -> None:
+    (tmp_path / "hosts").write_text("gpu-002\ngpu-001\n")
+    assert run(tmp_path, ["-F", "hosts", "job.sh"]).nodelist == ("gpu-001", "gpu-002")
+    assert run(tmp_path, ["-F", "hosts", "-w", "gpu-001", "job.sh"]).nodelist == ("gpu-001",)
+    with pytest.raises(SbatchError, match="cannot read node list file"):
+        run(tmp_path, ["-F", "nothere", "job.sh"])
+
+
+def test_files_named_by_options_must_be_readable(tmp_path: Path, job: Path) -> None:
+    with pytest.raises(SbatchError, match=r"^--export-file='/nonexist': cannot read"):
+        run(tmp_path, ["--export-file=/nonexist", "job.sh"])
+    assert run(tmp_path, ["--export-file=3", "job.sh"]).options["export-file"] == "3"
+    with pytest.raises(SbatchError, match=r"^--bbf='/nonexist'"):
+        run(tmp_path, ["--bbf=/nonexist", "job.sh"])
+
+
+def test_arbitrary_distribution_needs_a_node_list(tmp_path: Path, job: Path) -> None:
+    with pytest.raises(SbatchError, match="needs a node list"):
+        run(tmp_path, ["-m", "arbitrary", "job.sh"])
+    assert run(tmp_path, ["-m", "arbitrary", "-w", "n[1-2]", "job.sh"]).nodelist == ("n1", "n2")
+
+
 def test_nodelist_file(tmp_path: Path, job: Path) -> None:
     (tmp_path / "hosts").write_text("gpu-002\ngpu-001 gpu-003\n")
     assert run(tmp_path, ["-w", "./hosts", "job.sh"]).nodelist == ("gpu-001", "gpu-002", "gpu-003")

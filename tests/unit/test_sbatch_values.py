@@ -5,6 +5,8 @@ Accepted/rejected sets and resolved values are what sbatch/slurmctld 22.05.8 did
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,13 +23,21 @@ from sunkbridge.sbatch import (
 )
 from sunkbridge.sbatch.gres import format_gres
 from sunkbridge.sbatch.values import (
+    parse_cpu_freq,
+    parse_distribution,
     parse_exclusive,
+    parse_extra_node_info,
+    parse_hint,
     parse_int,
     parse_mail_type,
     parse_no_kill,
     parse_nodes,
     parse_open_mode,
+    parse_priority,
+    parse_profile,
+    parse_propagate,
     parse_signal,
+    parse_switches,
 )
 
 # --- memory -------------------------------------------------------------------------------------------
@@ -385,3 +395,45 @@ def test_modes() -> None:
     for bad in ("foo", ""):
         with pytest.raises(SbatchError):
             parse_mail_type(bad)
+
+
+# --- options outside the contract, still checked like sbatch 22.05.8 -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parser", "good", "bad"),
+    [
+        (parse_propagate, ["ALL", "NONE", "NOFILE,CORE", "STACK"], ["nofile", "zz", "ALL,CORE", ""]),
+        (parse_profile, ["all", "none", "energy,task", "Task"], ["zz", ""]),
+        (
+            parse_hint,
+            ["compute_bound", "nomultithread", "COMPUTE_BOUND", "compute_bound,nomultithread"],
+            ["zz"],
+        ),
+        (parse_switches, ["2", "2@10:00", "2@x"], ["x", "@5"]),
+        (parse_extra_node_info, ["2", "2:4:1", "*:2", "1-2", "2:4:1:3"], ["x", "2:x"]),
+        (
+            parse_distribution,
+            [
+                "block",
+                "cyclic:block",
+                "plane=4",
+                "arbitrary",
+                "block:cyclic:fcyclic",
+                "block,Pack",
+                "Block",
+                "block:*",
+                "*:cyclic",
+            ],
+            ["zz", "plane=x", "block:zz", "block,zz"],
+        ),
+        (parse_cpu_freq, ["low", "2000000", "low-high:performance", "Performance", "1000-2000"], ["zz", ""]),
+        (parse_priority, ["TOP", "5", "+5", "x"], ["-1"]),
+    ],
+)
+def test_other_option_grammars(parser: Callable[[str], str], good: list[str], bad: list[str]) -> None:
+    for text in good:
+        assert parser(text) == text
+    for text in bad:
+        with pytest.raises(SbatchError):
+            parser(text)
