@@ -13,7 +13,6 @@ Order of work (sbatch 22.05 ``main``/``process_options_*``):
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +77,21 @@ _POSITIVE_INTS = frozenset(
 )
 _NON_NEGATIVE_INTS = frozenset({"core-spec", "thread-spec"})
 _MEMORY = ("mem", "mem-per-cpu", "mem-per-gpu")
+#: Options whose value sbatch/slurmctld only check once all sources are applied: a bad value that a
+#: later source replaces is never seen (``--gres=gpu:x --gres=gpu:2`` is accepted). In check order.
+_LATE = (
+    "gres",
+    "gpus",
+    "gpus-per-node",
+    "gpus-per-task",
+    "gpus-per-socket",
+    "hint",
+    "propagate",
+    "nodelist",
+    "exclude",
+    "array",
+    "dependency",
+)
 _ENV_NAME = {
     "mem": "SBATCH_MEM_PER_NODE",
     "mem-per-cpu": "SBATCH_MEM_PER_CPU",
@@ -90,6 +104,7 @@ class _Value:
     raw: str | None
     parsed: object
     source: str
+    what: str = ""
 
 
 @dataclass
@@ -200,10 +215,23 @@ def _hosts(raw: str, what: str, cwd: str) -> list[str]:
 
 
 def _apply(
-    state: _State, spec: OptionSpec, raw: str | None, source: str, what: str, max_array_size: int, cwd: str
+    state: _State,
+    spec: OptionSpec,
+    raw: str | None,
+    source: str,
+    what: str,
+    max_array_size: int,
+    cwd: str,
+    location: str = "",
 ) -> None:
-    """Set one option from one source (later calls override earlier ones)."""
+    """Set one option from one source (later calls override earlier ones).
+
+    ``location`` (e.g. ``job.sh line 3``) prefixes errors about values that are checked late.
+    """
     key = spec.key
+    if key in _LATE and raw is not None:
+        state.values[key] = _Value(raw, None, source, f"{location}: {what}" if location else what)
+        return
     if key == "nodefile" and raw is not None:
         # -F and -w fill the same request: the last one given wins
         state.values["nodelist"] = _Value(raw, _hosts_file(raw, what, cwd), source)
@@ -371,7 +399,7 @@ def resolve(
         if opt.spec.early:
             continue
         try:
-            _apply(state, opt.spec, opt.value, "script", _what(opt), max_array_size, cwd)
+            _apply(state, opt.spec, opt.value, "script", _what(opt), max_array_size, cwd, labels[opt.index])
         except SbatchError as exc:
             raise SbatchError(f"{labels[opt.index]}: {exc.message}") from None
     if stop.start < len(words):
@@ -408,6 +436,11 @@ def resolve(
                 "rewrite them as #SBATCH lines, or pass --ignore-pbs to skip them"
             )
 
+    for late_key in _LATE:
+        late = state.values.get(late_key)
+        if late is not None and late.parsed is None:
+            late.parsed = _parse_value(late_key, late.raw, late.what, max_array_size, cwd)
+
     return _finish(state, script, script_path, script_args, default_name, wrap, cwd)
 
 
@@ -426,12 +459,12 @@ def _finish(
     gpus_per_node = _requests(state, "gpus-per-node")
     gres = _requests(state, "gres")
     per_node = gpus_per_node + gres
-    check_typed_consistency(per_node, "--gpus-per-node and --gres")
     gpus = _requests(state, "gpus")
     gpus_per_task = _requests(state, "gpus-per-task")
-    any_gpu = any(
-        r.name == "gpu" for r in per_node + gpus + gpus_per_task + _requests(state, "gpus-per-socket")
-    )
+    every_gpu = per_node + gpus + gpus_per_task + _requests(state, "gpus-per-socket")
+    # sbatch checks all GPU requests together (--gpus=a100:2 with --gpus-per-node=2 is refused)
+    check_typed_consistency(every_gpu, "--gres/--gpus/--gpus-per-node/--gpus-per-task")
+    any_gpu = any(r.name == "gpu" for r in every_gpu)
     mem_per_gpu = state.get("mem-per-gpu")
     if mem_per_gpu is not None and not any_gpu:
         raise SbatchError(
@@ -469,7 +502,8 @@ def _finish(
     if isinstance(ntasks_value, int):
         ntasks = ntasks_value
         if ntasks_per_node and not nodes_set and not uniq:
-            nodes_min = max(nodes_min, math.ceil(ntasks / ntasks_per_node))
+            # slurmctld divides and rounds down: -n 4 --ntasks-per-node=2 gives 2 nodes, -n 3 gives 1
+            nodes_min = max(nodes_min, ntasks // ntasks_per_node)
         if ntasks < nodes_min:
             state.warnings.append(
                 f"can't run {ntasks} processes on {nodes_min} nodes, setting nnodes to {ntasks}"

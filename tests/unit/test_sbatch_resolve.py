@@ -1,7 +1,9 @@
 """The resolver: precedence, environment, derived values and the contract JSON.
 
 Expected values are what ``scontrol show job -o`` showed for the same submission held on a real
-Slurm 22.05.8 controller (two nodes, partitions h100 and other).
+Slurm 22.05.8 controller. Node counts are the request's: slurmctld may show a larger NumNodes for a
+pending job when its own estimate from node sizes says so (``-n 16`` on 8-CPU nodes showed 2), which
+depends on the cluster and is not modelled.
 """
 
 from __future__ import annotations
@@ -152,6 +154,8 @@ def test_full_contract(tmp_path: Path) -> None:
         (["-N", "2-3", "--ntasks-per-node=2"], (2, 3), 4),
         (["-n", "4", "--ntasks-per-node=2"], (2, None), 4),
         (["-n", "3", "--ntasks-per-node=2", "-N", "1"], (1, 1), 3),
+        (["-n", "3", "--ntasks-per-node=2"], (1, None), 3),
+        (["-n", "4", "--ntasks-per-node=1"], (4, None), 4),
         (["-N", "3", "-n", "2"], (2, 2), 2),  # "can't run 2 processes on 3 nodes"
         (["-N", "2-4", "-n", "3"], (2, 3), 3),
         (["-N", "2-4", "-n", "1"], (1, 1), 1),
