@@ -373,6 +373,42 @@ def test_typed_and_untyped_gpus_are_rejected(
         run(tmp_path, argv, body=body, env=env)
 
 
+def test_some_values_are_only_checked_once_all_sources_are_applied(tmp_path: Path, job: Path) -> None:
+    # seen with sbatch 22.05.8: these pass when a later value replaces the bad one ...
+    for argv in (
+        ["--gres=gpu:h100:x", "--gres=gpu:2"],
+        ["--gpus=h100:x:1", "--gpus=2"],
+        ["--gpus-per-node=a:b:c", "--gpus-per-node=2"],
+        ["-a", "bad", "-a", "1-2"],
+        ["-a", "0-5000", "-a", "1"],
+        ["-d", "foo:1", "-d", "singleton"],
+        ["-w", "gpu-[2-1]", "-w", "gpu-001"],
+        ["-x", "gpu-[2-1]", "-x", "gpu-001"],
+        ["--hint=zz", "--hint=multithread"],
+        ["--propagate=zz", "--propagate=CORE"],
+    ):
+        run(tmp_path, [*argv, "job.sh"])
+    # ... while these fail at once
+    for argv in (
+        ["-t", "bad", "-t", "5"],
+        ["--mem=x", "--mem=5"],
+        ["-N", "x", "-N", "2"],
+        ["-n", "0", "-n", "2"],
+    ):
+        with pytest.raises(SbatchError):
+            run(tmp_path, [*argv, "job.sh"])
+    with pytest.raises(SbatchError, match=r"^d.sh line 2: --gres='gpu:x:y:z'"):
+        run(tmp_path, [], body="#SBATCH --gres=gpu:x:y:z\n")
+
+
+def test_gpu_types_are_checked_across_all_gpu_requests(tmp_path: Path) -> None:
+    with pytest.raises(SbatchError, match="both with and without a type"):
+        run(tmp_path, ["--gpus=a100:2"], body="#SBATCH --gpus-per-node=2\n")
+    with pytest.raises(SbatchError, match="both with and without a type"):
+        run(tmp_path, ["--gres=gpu:2"], body="#SBATCH --gpus=a100:2\n")
+    assert run(tmp_path, ["--gpus=a100:2", "--gpus-per-node=a100:1"], body="").gpus[0].type == "a100"
+
+
 # --- script location, stdin and --wrap ------------------------------------------------------------------
 
 
