@@ -334,6 +334,89 @@ def _memory_checks(state: _State) -> None:
         )
 
 
+@dataclass
+class _GpuCounts:
+    nodes_min: int
+    nodes_max: int | None
+    ntasks: int | None
+    ntasks_per_node: int | None
+    sockets_given: bool
+
+
+def _gpu_error(reason: str) -> SbatchError:
+    return SbatchError(f"GPU request does not add up: {reason}")
+
+
+def _check_gpu_counts(
+    c: _GpuCounts,
+    per_node: tuple[GresRequest, ...],
+    per_job: tuple[GresRequest, ...],
+    per_task: tuple[GresRequest, ...],
+    per_socket: tuple[GresRequest, ...],
+) -> None:
+    """The consistency rules sbatch 22.05 applies to each GRES (name and type) across the per-job,
+    per-node, per-task and per-socket counts; may fix node and task counts, as sbatch does."""
+
+    def total(requests: tuple[GresRequest, ...], key: tuple[str, str | None]) -> int:
+        return sum(r.count for r in requests if (r.name, r.type) == key)
+
+    keys = dict.fromkeys((r.name, r.type) for r in per_node + per_job + per_task + per_socket)
+    for key in keys:
+        label = key[0] if key[1] is None else f"{key[0]}:{key[1]}"
+        job, node, task, sock = (total(x, key) for x in (per_job, per_node, per_task, per_socket))
+        if job and ((node and node > job) or (task and task > job) or (sock and sock > job)):
+            raise _gpu_error(f"the job-wide {label} count {job} is below a per-node/task/socket count")
+        if node and ((task and task > node) or (sock and sock > node)):
+            raise _gpu_error(f"the per-node {label} count {node} is below the per-task/socket count")
+        if sock and not c.sockets_given:
+            raise _gpu_error("--gpus-per-socket needs --sockets-per-node; add it")
+        if job and node:
+            if job % node:
+                raise _gpu_error(
+                    f"the job-wide {label} count {job} is not a multiple of the per-node count {node}"
+                )
+            nodes = job // node
+            if nodes < c.nodes_min or (c.nodes_max is not None and nodes > c.nodes_max):
+                raise _gpu_error(
+                    f"{job} {label} at {node} per node need {nodes} nodes, outside the requested node count"
+                )
+            c.nodes_min = c.nodes_max = nodes
+        if task:
+            if job:
+                if job % task:
+                    raise _gpu_error(
+                        f"the job-wide {label} count {job} is not a multiple of the per-task count {task}"
+                    )
+                if c.ntasks is None:
+                    c.ntasks = job // task
+                elif c.ntasks != job // task:
+                    raise _gpu_error(
+                        f"{c.ntasks} tasks at {task} {label} each do not make the job-wide {job}"
+                    )
+            elif c.ntasks is not None:
+                job = c.ntasks * task
+            else:
+                raise _gpu_error("--gpus-per-task needs a task count; add -n/--ntasks or --gpus")
+        if node and task:
+            if node % task:
+                raise _gpu_error(
+                    f"the per-node {label} count {node} is not a multiple of the per-task count {task}"
+                )
+            if not c.ntasks_per_node:
+                c.ntasks_per_node = node // task
+            elif c.ntasks_per_node != node // task:
+                raise _gpu_error(
+                    f"--ntasks-per-node={c.ntasks_per_node} does not match {node} {label} per node"
+                )
+        if job:
+            if job < c.nodes_min:
+                raise _gpu_error(
+                    f"{job} {label} cannot cover {c.nodes_min} nodes; ask for fewer nodes or more GPUs"
+                )
+            if c.nodes_max is not None and job < c.nodes_max:
+                c.nodes_max = job
+
+
 def _requests(state: _State, key: str) -> tuple[GresRequest, ...]:
     value = state.get(key)
     return value if isinstance(value, tuple) else ()
@@ -499,8 +582,24 @@ def _finish(
     ntasks_value = state.get("ntasks")
     ntpn_value = state.get("ntasks-per-node")
     ntasks_per_node = ntpn_value if isinstance(ntpn_value, int) else None
-    if isinstance(ntasks_value, int):
-        ntasks = ntasks_value
+    explicit_tasks = ntasks_value if isinstance(ntasks_value, int) else None
+    if explicit_tasks is not None and nodes_min == 0:
+        nodes_min = 1  # "-N 0 -n 5" showed NumNodes=1
+    if every_gpu:
+        if explicit_tasks is not None:
+            known_tasks: int | None = explicit_tasks
+        elif nodes_set or ntasks_per_node:
+            known_tasks = nodes_min * (ntasks_per_node or 1)
+        else:
+            known_tasks = None
+        sockets = state.get("sockets-per-node") or state.get("extra-node-info")
+        counts = _GpuCounts(nodes_min, nodes_max, known_tasks, ntasks_per_node, sockets is not None)
+        _check_gpu_counts(counts, per_node, gpus, gpus_per_task, _requests(state, "gpus-per-socket"))
+        nodes_min, nodes_max, ntasks_per_node = counts.nodes_min, counts.nodes_max, counts.ntasks_per_node
+        if explicit_tasks is None and gpus_per_task:
+            explicit_tasks = counts.ntasks
+    if explicit_tasks is not None:
+        ntasks = explicit_tasks
         if ntasks_per_node and not nodes_set and not uniq:
             # slurmctld divides and rounds down: -n 4 --ntasks-per-node=2 gives 2 nodes, -n 3 gives 1
             nodes_min = max(nodes_min, ntasks // ntasks_per_node)

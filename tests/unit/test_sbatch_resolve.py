@@ -409,6 +409,65 @@ def test_gpu_types_are_checked_across_all_gpu_requests(tmp_path: Path) -> None:
     assert run(tmp_path, ["--gpus=a100:2", "--gpus-per-node=a100:1"], body="").gpus[0].type == "a100"
 
 
+@pytest.mark.parametrize(
+    ("argv", "nodes", "ntasks", "ntasks_per_node"),
+    [
+        (["-G", "2", "-N", "2"], (2, 2), 2, None),
+        (["-G", "3", "-N", "2"], (2, 2), 2, None),
+        (["--gpus=4", "--gpus-per-node=2"], (2, 2), 2, None),
+        (["--gpus=4", "--gpus-per-node=2", "-N", "1-3"], (2, 2), 2, None),
+        (["--gpus=4", "--gres=gpu:2"], (2, 2), 2, None),
+        (["-G", "2", "-N", "1-2"], (1, 2), 1, None),
+        (["-G", "1", "-N", "1-2"], (1, 1), 1, None),
+        (["-G", "2", "--gpus-per-task=1"], (1, None), 2, None),
+        (["--gpus-per-task=1", "-n", "2"], (1, None), 2, None),
+        (["--gpus-per-task=1", "-N", "2"], (2, 2), 2, None),
+        (["--gpus-per-node=4", "--gpus-per-task=1", "-N", "2"], (2, 2), 8, 4),
+        (["--gpus-per-node=2", "--gpus-per-task=1", "-n", "4"], (2, None), 4, 2),
+        (["-G", "8", "--gpus-per-node=4", "-n", "2"], (2, 2), 2, None),
+        (["-G", "h100:4", "--gpus-per-node=a100:2"], (1, None), 1, None),
+        (["-N", "0", "-n", "5"], (1, None), 5, None),
+        (["-N", "0-2", "-n", "3"], (1, 2), 3, None),
+    ],
+)
+def test_gpu_counts_fix_nodes_and_tasks(
+    tmp_path: Path,
+    job: Path,
+    argv: list[str],
+    nodes: tuple[int, int | None],
+    ntasks: int,
+    ntasks_per_node: int | None,
+) -> None:
+    sub = run(tmp_path, [*argv, "job.sh"])
+    assert ((sub.nodes_min, sub.nodes_max), sub.ntasks, sub.ntasks_per_node) == (
+        nodes,
+        ntasks,
+        ntasks_per_node,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-G", "1", "-N", "2"],
+        ["--gpus=3", "--gpus-per-node=2"],
+        ["--gpus=1", "--gpus-per-node=2"],
+        ["--gpus=4", "--gpus-per-node=2", "-N", "3"],
+        ["-G", "2", "-n", "3", "--gpus-per-task=1"],
+        ["--gpus-per-task=1"],
+        ["--gpus-per-node=4", "--gpus-per-task=2"],
+        ["--gpus-per-node=4", "--gpus-per-task=3", "-N", "1"],
+        ["--gpus-per-node=4", "--gpus-per-task=1", "--ntasks-per-node=2", "-N1"],
+        ["--gpus-per-socket=1"],
+        ["-G", "1", "-w", "gpu-[001-002]"],
+        ["--gres=gpu:2", "--gpus-per-task=1"],
+    ],
+)
+def test_gpu_counts_that_do_not_add_up(tmp_path: Path, job: Path, argv: list[str]) -> None:
+    with pytest.raises(SbatchError, match="^GPU request does not add up: "):
+        run(tmp_path, [*argv, "job.sh"])
+
+
 # --- script location, stdin and --wrap ------------------------------------------------------------------
 
 
