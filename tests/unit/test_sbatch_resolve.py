@@ -422,7 +422,8 @@ def test_gpu_types_are_checked_across_all_gpu_requests(tmp_path: Path) -> None:
         (["-G", "2", "--gpus-per-task=1"], (1, None), 2, None),
         (["--gpus-per-task=1", "-n", "2"], (1, None), 2, None),
         (["--gpus-per-task=1", "-N", "2"], (2, 2), 2, None),
-        (["--gpus-per-node=4", "--gpus-per-task=1", "-N", "2"], (2, 2), 8, 4),
+        # slurmctld showed NumTasks=2 with NtasksPerN=4 here: the task count comes from -N 2
+        (["--gpus-per-node=4", "--gpus-per-task=1", "-N", "2"], (2, 2), 2, 4),
         (["--gpus-per-node=2", "--gpus-per-task=1", "-n", "4"], (2, None), 4, 2),
         (["-G", "8", "--gpus-per-node=4", "-n", "2"], (2, 2), 2, None),
         (["-G", "h100:4", "--gpus-per-node=a100:2"], (1, None), 1, None),
@@ -464,7 +465,7 @@ def test_gpu_counts_fix_nodes_and_tasks(
     ],
 )
 def test_gpu_counts_that_do_not_add_up(tmp_path: Path, job: Path, argv: list[str]) -> None:
-    with pytest.raises(SbatchError, match="^GPU request does not add up: "):
+    with pytest.raises(SbatchError, match=r"^GPU request does not add up: "):
         run(tmp_path, [*argv, "job.sh"])
 
 
