@@ -17,13 +17,14 @@ Contract keys compared, and where Slurm shows them:
   ntasks_per_node (NtasksPerN:B:S:C, 0 = not set), cpus_per_task (CPUs/Task), mem_per_node_mb /
   mem_per_cpu_mb (MinMemoryNode / MinMemoryCPU, only when the job's JOB_MEM_SET flag says memory was asked;
   otherwise Slurm shows the configured DefMemPerCPU), mem_per_gpu_mb (MemPerTres gres:gpu:N),
-  gres_per_node (TresPerNode), gpus (TresPerJob), time_limit_minutes (TimeLimit), array (ArrayTaskId,
+  gres_per_node (TresPerNode), gpus (TresPerJob) (both compared as multisets; Slurm keeps `--gres=gpu`
+  without its count, so a missing count reads as 1), time_limit_minutes (TimeLimit), array (ArrayTaskId,
   ArrayTaskThrottle), dependency (Dependency, states and `_*` array markers dropped), output / error
   (squeue --json standard_output / standard_error: the pattern as given, made absolute against the working
   directory; empty when not asked), chdir (WorkDir), exclusive (OverSubscribe=NO), constraint (Features),
-  nodelist / exclude (ReqNodeList / ExcNodeList, expanded), requeue (Requeue), hold (Reason=JobHeldUser),
-  account (Account), wrap (the batch script sbatch generated), script_args (the command line after the
-  script; Slurm joins it with spaces, so it is compared as that joined string).
+  nodelist / exclude (ReqNodeList / ExcNodeList, expanded, compared as sets), requeue (Requeue),
+  hold (Reason=JobHeldUser), account (Account), wrap (the batch script sbatch generated), script_args
+  (the command line after the script; Slurm joins it with spaces, so it is compared as that joined string).
 
 Where a key is null in `sunk inspect` (nothing asked), Slurm's value must be the lane's default for it
 (`lane_defaults`): default partition, 1 node minimum, 1 CPU per task, UNLIMITED time (the partitions have
@@ -458,6 +459,11 @@ def _first_line(text: str) -> str:
     return (lines[-1] if lines and lines[0].startswith("Traceback") else lines[0] if lines else "")[:200]
 
 
+def _counted(gres: str) -> str:
+    """`gpu` → `gpu:1`, `gpu:a100` → `gpu:a100:1`: Slurm stores a request without a count as given."""
+    return gres if gres.rpartition(":")[2].isdigit() else f"{gres}:1"
+
+
 def _normalize_sunk(key: str, value: Any, view: Mapping[str, Any], cwd: Path) -> Any:
     if key in LIST_FIELDS:
         if value is None:
@@ -465,7 +471,7 @@ def _normalize_sunk(key: str, value: Any, view: Mapping[str, Any], cwd: Path) ->
         if isinstance(value, str) and key in ("gres_per_node", "gpus"):
             value = [value]
         if isinstance(value, list) and key in ("gres_per_node", "gpus"):
-            return [str(v).removeprefix("gres:") for v in value]
+            return [_counted(str(v).removeprefix("gres:")) for v in value]
         return value
     if key in ("output", "error") and isinstance(value, str) and not value.startswith("/"):
         return os.path.normpath(os.path.join(str(view.get("chdir") or cwd), value))
@@ -496,10 +502,12 @@ def compare(view: Mapping[str, Any], sunk: Mapping[str, Any], defaults: Mapping[
             mine, theirs = " ".join(map(str, mine)), " ".join(theirs)
         if key == "array" and isinstance(mine, dict) and isinstance(mine.get("indices"), list):
             mine = {"indices": sorted(mine["indices"]), "max_running": mine.get("max_running")}
+        if key in ("gres_per_node", "gpus") and isinstance(mine, list):
+            mine, theirs = sorted(mine), sorted(_counted(g) for g in theirs)
         if key in ("nodelist", "exclude") and isinstance(mine, list):
             mine, theirs = sorted(mine), sorted(theirs)
-        if key in ("chdir", "output", "error") and isinstance(theirs, str):
-            theirs = os.path.normpath(theirs)  # Slurm keeps `/w/..` as given
+        if key in ("chdir", "output", "error") and isinstance(theirs, str) and isinstance(mine, str):
+            mine, theirs = os.path.normpath(mine), os.path.normpath(theirs)  # Slurm keeps `/w/..` as given
         if mine == theirs:
             continue
         if mine in (None, []) and key in defaults and theirs == defaults[key]:
