@@ -136,11 +136,14 @@ def parse_open_mode(text: str, what: str = "--open-mode") -> str:
 
 
 def parse_exclusive(text: str | None, what: str = "--exclusive") -> str:
-    """``--exclusive[=user|mcs]``: returns ``exclusive``, ``user`` or ``mcs``."""
+    """``--exclusive[=exclusive|user|mcs|oversubscribe]`` (any case): the sharing mode it selects.
+
+    sbatch 22.05 also takes ``oversubscribe`` here, which means the opposite of exclusive.
+    """
     if text is None or text == "":
         return "exclusive"
     lowered = text.lower()
-    if lowered in ("user", "mcs"):
+    if lowered in ("exclusive", "user", "mcs", "oversubscribe"):
         return lowered
     raise SbatchError(f"{what}={text!r}: use --exclusive, --exclusive=user or --exclusive=mcs")
 

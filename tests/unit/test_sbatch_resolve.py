@@ -268,6 +268,8 @@ def test_arguments_after_the_script_are_script_arguments(tmp_path: Path, job: Pa
         ({"SBATCH_MEM_PER_GPU": "8G", "SBATCH_GPUS": "1"}, "mem_per_gpu_mb", 8192),
         ({"SBATCH_EXCLUSIVE": ""}, "exclusive", True),
         ({"SBATCH_EXCLUSIVE": "user"}, "exclusive", True),
+        ({"SBATCH_EXCLUSIVE": "exclusive"}, "exclusive", True),
+        ({"SBATCH_EXCLUSIVE": "oversubscribe"}, "exclusive", False),
         ({"SBATCH_NO_REQUEUE": "1"}, "requeue", False),
         ({"SBATCH_NO_REQUEUE": ""}, "requeue", False),
         ({"SBATCH_NO_REQUEUE": "yes"}, "requeue", False),
