@@ -16,6 +16,7 @@ from sunkbridge.paths import cache_root
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
+COREDNS_VERSION = "v1.14.7"
 
 
 class BuildError(RuntimeError):
@@ -80,7 +81,14 @@ KWOK = GoTool(
     version=KWOK_VERSION,
     binaries={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
 )
+COREDNS = GoTool(
+    name="coredns",
+    module="github.com/coredns/coredns",
+    version=COREDNS_VERSION,
+    binaries={"coredns": "github.com/coredns/coredns"},
+)
 ALL_TOOLS = (ETCD, KWOK, KUBERNETES)
+REAL_NODE_TOOLS = (COREDNS,)
 
 _REPLACE_LINE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/")
 
@@ -150,10 +158,11 @@ def build(tool: GoTool, on_step: Callable[[str], None] = lambda _s: None) -> Pat
     return tool.bin_dir
 
 
-def build_all(on_step: Callable[[str], None] = lambda _s: None) -> dict[str, Path]:
-    """Build every tool of the lane; returns binary name → path."""
+def build_all(on_step: Callable[[str], None] = lambda _s: None,
+              tools: tuple[GoTool, ...] = ALL_TOOLS) -> dict[str, Path]:
+    """Build `tools` (by default the control plane's); returns binary name → path."""
     paths: dict[str, Path] = {}
-    for tool in ALL_TOOLS:
+    for tool in tools:
         build(tool, on_step)
         paths.update({b: tool.path(b) for b in tool.binaries})
     return paths

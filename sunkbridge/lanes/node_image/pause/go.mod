@@ -1,0 +1,3 @@
+module sunkbridge.local/pause
+
+go 1.22
