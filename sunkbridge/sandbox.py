@@ -9,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sunkbridge.images.engine import engine_ready
 from sunkbridge.k8s.pools import POOL_LABEL, PoolSpec, default_pools
 from sunkbridge.lanes.daemons import LaneError
 from sunkbridge.lanes.k8s import DAEMONS as KUBE_DAEMONS
 from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
+from sunkbridge.lanes.nodes import RealNode, RealNodes, Site
 from sunkbridge.lanes.slurm import SlurmLane, SlurmLaneConfig, SlurmLaneError
 from sunkbridge.paths import state_root
 
@@ -30,6 +32,7 @@ class SandboxConfig:
     api_port: int = 6443
     etcd_port: int = 2379
     pools: list[PoolSpec] = field(default_factory=default_pools)
+    real_nodes: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,21 +79,31 @@ class Sandbox:
             self.kube.start()
             self.on_step("adding simulated GPU node pools")
             self.kube.add_pools(self.config.pools)
-            names = {pool.node_name(i) for pool in self.config.pools for i in range(1, pool.count + 1)}
+            names = {p.node_name(i) for p in self.config.pools for i in range(1, p.count + 1)}
             self.kube.wait_nodes_ready(names)
+            if self.config.real_nodes:
+                self.on_step(f"starting {self.config.real_nodes} real kubelet node(s)")
+                self.real_nodes().up(self.config.real_nodes)
             self.on_step("starting the Slurm lane (munged, slurmctld, slurmd, slurmrestd)")
             if not self.slurm.is_running():
                 self.slurm = SlurmLane(SlurmLaneConfig(base_dir=self.config.root / "slurm")).start()
         except BaseException:
             self.down()
             raise
-        (self.config.root / "sandbox.json").write_text(json.dumps(
-            {"api_port": self.config.api_port, "etcd_port": self.config.etcd_port, "pools": [asdict(p) for p in self.config.pools]}, indent=2))
+        saved = {"api_port": self.config.api_port, "etcd_port": self.config.etcd_port,
+                 "real_nodes": self.config.real_nodes, "pools": [asdict(p) for p in self.config.pools]}
+        (self.config.root / "sandbox.json").write_text(json.dumps(saved, indent=2))
         return time.monotonic() - started
+
+    def real_nodes(self) -> RealNodes:
+        """The sandbox's real kubelet nodes."""
+        return RealNodes(self.kube, Site(0), self.on_step)
 
     def down(self, purge: bool = False) -> None:
         """Stop every process of the sandbox; with `purge`, delete its state too."""
         self.slurm.stop()
+        if engine_ready():
+            self.real_nodes().down()
         self.kube.stop()
         if purge:
             shutil.rmtree(self.config.root, ignore_errors=True)
@@ -106,6 +119,11 @@ class Sandbox:
         """The state of each component and the node count of each pool."""
         components = [ComponentStatus(name, self.kube.daemon_running(name)) for name in KUBE_DAEMONS]
         components.append(ComponentStatus("slurm", self.slurm.is_running()))
+        if self.config.real_nodes:
+            running_nodes = {n.name for n in self.real_nodes().running_nodes()} if engine_ready() else set()
+            for index in range(1, self.config.real_nodes + 1):
+                name = RealNode(Site(0), index).name
+                components.append(ComponentStatus(name, name in running_nodes, "real kubelet node"))
         pools: dict[str, int] = {}
         if self.kube.daemon_running("kube-apiserver"):
             try:
@@ -140,8 +158,8 @@ def load_config(root: Path | None = None) -> SandboxConfig:
         return SandboxConfig(root=root)
     data = json.loads(saved.read_text())
     return SandboxConfig(root=root, api_port=int(data["api_port"]),
-                         etcd_port=int(data["etcd_port"]),
+                         etcd_port=int(data["etcd_port"]), real_nodes=int(data.get("real_nodes", 0)),
                          pools=[PoolSpec(**p) for p in data["pools"]])
 
 
-__all__ = ["LaneError", "SlurmLaneError", "Sandbox", "SandboxConfig", "SandboxStatus", "load_config"]
+__all__ = ["LaneError", "Sandbox", "SandboxConfig", "SandboxStatus", "SlurmLaneError", "load_config"]

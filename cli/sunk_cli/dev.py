@@ -45,10 +45,13 @@ def dev() -> None:
 @click.option("--api-port", default=6443, show_default=True, help="kube-apiserver port on 127.0.0.1.")
 @click.option("--etcd-port", default=2379, show_default=True,
               help="etcd client port on 127.0.0.1 (the peer port is the next one).")
-def up(pools: str, api_port: int, etcd_port: int) -> None:
+@click.option("--real-nodes", default=0, show_default=True,
+              help="Also run N real worker nodes (kubelet + containerd in containers) that execute pods.")
+def up(pools: str, api_port: int, etcd_port: int, real_nodes: int) -> None:
     """Start the sandbox in the background (idempotent); the first run builds Kubernetes from source."""
     try:
-        config = SandboxConfig(api_port=api_port, etcd_port=etcd_port, pools=parse_pools(pools))
+        config = SandboxConfig(api_port=api_port, etcd_port=etcd_port, pools=parse_pools(pools),
+                               real_nodes=real_nodes)
     except ValueError as exc:
         _fail(exc)
     sandbox, status = _progress_sandbox(config)
@@ -100,8 +103,12 @@ def env() -> None:
 def build() -> None:
     """Build (or reuse from the cache) the Kubernetes, etcd and kwok binaries."""
     with console.status("building") as progress:
+
+        def on_step(step: str) -> None:
+            progress.update(step)
+            console.log(step)
         try:
-            paths = binaries.build_all(lambda step: (progress.update(step), console.log(step)))
+            paths = binaries.build_all(on_step)
         except binaries.BuildError as exc:
             _fail(exc)
     for name, path in sorted(paths.items()):
