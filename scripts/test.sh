@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh Debian machine, then run the lanes: lint, unit, slurm, k8s.
+# Usage: scripts/test.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v go >/dev/null; then
+  echo "scripts/test.sh: Go 1.26+ is needed to build the Kubernetes lane (install it, then rerun)" >&2
+  exit 1
+fi
+python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+python3 -m sunkbridge.lanes.slurm install        # Debian's Slurm 22.05 + munge, when missing
+sunk dev build                                   # kube-*, etcd, kwok from Go modules; cached by version
+
+ruff check .
+mypy
+python3 -m pytest tests/unit tests/slurm tests/k8s "$@"
