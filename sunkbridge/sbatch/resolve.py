@@ -472,8 +472,8 @@ def resolve(
 
     state = _State()
 
-    # 1. #SBATCH directives
-    directives = read_directives(script, label)
+    # 1. #SBATCH directives (sbatch does not read them from the script that --wrap builds)
+    directives = read_directives(script if wrap is None else "#!/bin/sh\n", label)
     state.warnings.extend(directives.warnings)
     words = [w.text for w in directives.words]
     labels = [f"{label} line {w.line}" for w in directives.words]

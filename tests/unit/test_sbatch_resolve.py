@@ -507,6 +507,11 @@ def test_wrap(tmp_path: Path, job: Path) -> None:
         run(tmp_path, ["--wrap=hostname", "job.sh"])
 
 
+def test_sbatch_lines_inside_wrap_text_are_not_directives(tmp_path: Path) -> None:
+    sub = run(tmp_path, ["--wrap", "#SBATCH -N 4\necho hi"])
+    assert (sub.nodes_min, sub.nodes_max, sub.ntasks) == (1, None, 1)
+
+
 def test_early_options_are_ignored_in_directives(tmp_path: Path) -> None:
     sub = run(tmp_path, [], body="#SBATCH --wrap=hostname --help --usage --version\n")
     assert sub.wrap is None and sub.job_name == "d.sh"
