@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class SlurmLine:
 
     suite: str
     slurm: str
+    extra_packages: tuple[str, ...] = ()
 
     @property
     def tag(self) -> str:
@@ -72,7 +74,8 @@ class SlurmLine:
 
 
 SLURM_LINES: dict[str, SlurmLine] = {
-    "bookworm": SlurmLine("bookworm", "22.05"),
+    # bookworm's mpi/pmix plugin dlopens libpmix2 without depending on it (slurmd logs errors without it).
+    "bookworm": SlurmLine("bookworm", "22.05", ("libpmix2",)),
     "trixie": SlurmLine("trixie", "24.11"),
     "sid": SlurmLine("sid", "26.05"),
 }
@@ -257,8 +260,8 @@ def diagnose_build_output(output: str, *, dockerfile: str, suite: str = "bookwor
                             "no registry is used: build the parent first (`sunk images base` / "
                             "`sunk images build`)")
     if m := re.search(r"(COPY failed: .*|ADD failed: .*|failed to compute cache key: .*)", after):
-        return BuildFailure(step, m.group(1).strip(),
-                            f"the file is missing from the build context; check the COPY line in {dockerfile}")
+        fix = f"the file is missing from the build context; check the COPY line in {dockerfile}"
+        return BuildFailure(step, m.group(1).strip(), fix)
     if m := _FAILED_CMD.search(after):
         tail = [ln.strip() for ln in lines[step_at + 1:] if ln.strip() and not ln.startswith(" ---> ")
                 and not _FAILED_CMD.search(ln)][-2:]
@@ -332,7 +335,7 @@ def build_image(context: Path, tag: str, build_args: Mapping[str, str] | None = 
                 on_step: Progress = _quiet, dockerfile: Path | None = None,
                 labels: Mapping[str, str] | None = None, rebuild: bool = False, name: str | None = None,
                 suite: str | None = None) -> BuiltImage:
-    """Build `context` (its Dockerfile, or `dockerfile`) as `tag`, unless an image with the same inputs exists.
+    """Build `context` (its Dockerfile, or `dockerfile`) as `tag`, unless one with the same inputs exists.
 
     Missing `local/debian:<suite>` parents are made from debootstrap; other missing parents raise
     ImageBuildError. A failed build raises ImageBuildError naming the step, the reason (apt errors are
@@ -410,13 +413,14 @@ def kopf_wheel(on_step: Progress = _quiet) -> Path:
         return found[0]
     folder.mkdir(parents=True, exist_ok=True)
     on_step(f"downloading the kopf {KOPF_VERSION} wheel")
-    proc = subprocess.run(["python3", "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                            "--dest", str(folder), f"kopf=={KOPF_VERSION}"], capture_output=True, text=True)
     found = sorted(folder.glob(f"kopf-{KOPF_VERSION}-*.whl"))
     if proc.returncode != 0 or not found:
         tail = " | ".join(proc.stderr.strip().splitlines()[-2:])
-        raise ImageBuildError("controller", "fetching kopf", f"pip download kopf=={KOPF_VERSION} failed ({tail})",
-                              "check that PyPI is reachable and pip is installed for python3")
+        raise ImageBuildError("controller", "fetching kopf",
+                              f"pip download kopf=={KOPF_VERSION} failed ({tail})",
+                              f"check that PyPI is reachable and that {sys.executable} has pip")
     return found[0]
 
 
@@ -441,7 +445,7 @@ def stage_context(name: str, on_step: Progress = _quiet) -> Path:
 def build_args_for(name: str, line: SlurmLine) -> dict[str, str]:
     """The build arguments of image `name` in `line`."""
     if name == "base":
-        return {"SUITE": line.suite, "SLURM_LINE": line.slurm}
+        return {"SUITE": line.suite, "SLURM_LINE": line.slurm, "EXTRA_PACKAGES": " ".join(line.extra_packages)}
     if name in _DEBIAN_IMAGES:
         return {"SUITE": line.suite}
     return {"BASE_IMAGE": image_tag("base", line.suite)}
@@ -478,8 +482,8 @@ def build_slurm_images(line: str = DEFAULT_LINE, names: Iterable[str] | None = N
 def list_images() -> list[BuiltImage]:
     """Every image this module built that the engine holds (name, tag, id, size)."""
     ensure_engine()
-    proc = subprocess.run(["docker", "image", "ls", "--filter", f"label={INPUTS_LABEL}",
-                           "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(["docker", "image", "ls", "--filter", f"label={INPUTS_LABEL}", "--format",
+                           "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=True)
     images: list[BuiltImage] = []
     for tag in sorted(set(proc.stdout.split())):
         if tag.endswith(":<none>"):
