@@ -6,6 +6,7 @@ import click
 
 from sunkbridge import __version__
 from sunk_cli.dev import dev
+from sunk_cli.images import images
 from sunk_cli.inspect_cmd import inspect_cmd
 
 
@@ -17,3 +18,4 @@ def main() -> None:
 
 main.add_command(dev)
 main.add_command(inspect_cmd)
+main.add_command(images)
