@@ -6,9 +6,11 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 
 import click
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from sunkbridge.k8s import binaries
@@ -19,18 +21,18 @@ from sunkbridge.sandbox import Sandbox, SandboxConfig, SlurmLaneError, load_conf
 console = Console(stderr=True)
 
 
-def _progress_sandbox(config: SandboxConfig) -> tuple[Sandbox, object]:
-    status = console.status("starting")
+def _step_reporter(status: Status) -> Callable[[str], None]:
+    """Show each long step in the spinner line and log it with its elapsed time."""
     started = time.monotonic()
 
     def on_step(step: str) -> None:
         status.update(f"[bold]{step}[/] [dim]({time.monotonic() - started:.0f}s)[/]")
         console.log(step)
-    return Sandbox(config, on_step), status
+    return on_step
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]sunk dev: error:[/] {exc}", highlight=False)
+    click.echo(f"sunk dev: error: {exc}", err=True)
     sys.exit(1)
 
 
@@ -54,12 +56,12 @@ def up(pools: str, api_port: int, etcd_port: int, real_nodes: int) -> None:
                                real_nodes=real_nodes)
     except ValueError as exc:
         _fail(exc)
-    sandbox, status = _progress_sandbox(config)
-    try:
-        with status:  # type: ignore[attr-defined]
+    with console.status("starting the sandbox") as status:
+        sandbox = Sandbox(config, _step_reporter(status))
+        try:
             took = sandbox.up()
-    except (LaneError, SlurmLaneError, binaries.BuildError) as exc:
-        _fail(exc)
+        except (LaneError, SlurmLaneError, binaries.BuildError) as exc:
+            _fail(exc)
     console.print(f"[green]sandbox up[/] in {took:.1f}s")
     click.echo(_usage(sandbox))
 
@@ -102,13 +104,9 @@ def env() -> None:
 @dev.command()
 def build() -> None:
     """Build (or reuse from the cache) the Kubernetes, etcd and kwok binaries."""
-    with console.status("building") as progress:
-
-        def on_step(step: str) -> None:
-            progress.update(step)
-            console.log(step)
+    with console.status("building") as status:
         try:
-            paths = binaries.build_all(on_step)
+            paths = binaries.build_all(_step_reporter(status))
         except binaries.BuildError as exc:
             _fail(exc)
     for name, path in sorted(paths.items()):

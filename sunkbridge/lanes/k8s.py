@@ -44,7 +44,6 @@ class KubeLaneConfig:
     api_port: int = 6443
     etcd_port: int = 2379
     etcd_peer_port: int = 2380
-    kwok_port: int = 10247
 
 
 @dataclass
@@ -96,8 +95,8 @@ class KubeLane:
         self.stop()
         binaries.build_all(self.on_step)
         c = self.config
-        require_ports({"etcd": c.etcd_port, "etcd peers": c.etcd_peer_port, "kube-apiserver": c.api_port,
-                       "kwok": c.kwok_port}, "--api-port/--etcd-port (or stop the other sandbox)")
+        require_ports({"etcd": c.etcd_port, "etcd peers": c.etcd_peer_port, "kube-apiserver": c.api_port},
+                      "--api-port/--etcd-port (or stop the other sandbox)")
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "config.json").write_text(json.dumps(
             {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(c).items()}))
@@ -233,7 +232,6 @@ class KubeLane:
             f"--config={stages}", "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
             "--node-lease-duration-seconds=40", f"--cidr={POD_CIDR}", "--node-ip=10.255.255.254",
-            f"--server-address=127.0.0.1:{self.config.kwok_port}",
         ]).start()
         self.on_step("started kwok")
 

@@ -31,7 +31,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kub
     subprocess.run(["docker", "build", "-q", "-t", PROBE_IMAGE, str(PROBE_CONTEXT)], check=True,
                    capture_output=True)
     lane = KubeLane(KubeLaneConfig(base_dir=tmp_path_factory.mktemp("k8s-real"), api_port=free_port(),
-                                   etcd_port=free_port(), etcd_peer_port=free_port(), kwok_port=free_port()))
+                                   etcd_port=free_port(), etcd_peer_port=free_port()))
     lane.start()
     nodes = RealNodes(lane, Site(1, "sunk-e2e-node-"))
     try:

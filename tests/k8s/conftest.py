@@ -19,7 +19,7 @@ def kube_lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeLane]:
     """A running control plane on free loopback ports, with the default pools, torn down at the end."""
     base: Path = tmp_path_factory.mktemp("k8s")
     lane = KubeLane(KubeLaneConfig(base_dir=base, api_port=free_port(), etcd_port=free_port(),
-                                   etcd_peer_port=free_port(), kwok_port=free_port()))
+                                   etcd_peer_port=free_port()))
     lane.start()
     pools: list[PoolSpec] = default_pools(h100=2, a100=2, cpu=1)
     lane.add_pools(pools)
