@@ -240,14 +240,19 @@ class BuildFailure:
 
 
 def diagnose_build_output(output: str, *, dockerfile: str, suite: str = "bookworm",
-                          base: str = "local/debian:bookworm") -> BuildFailure:
-    """Read the classic builder's output of a failed build: the failed step, why, and the fix."""
+                          base: str = "local/debian:bookworm", appended_steps: int = 0) -> BuildFailure:
+    """Read the classic builder's output of a failed build: the failed step, why, and the fix.
+
+    `appended_steps` is the number of steps the builder added after the Dockerfile's own (one per
+    `--label`); step totals are reported as the Dockerfile counts them.
+    """
     lines = output.splitlines()
     step = "an unknown step"
     step_at = 0
     for i, line in enumerate(lines):
         if m := _STEP.match(line.strip()):
-            step = f"step {m.group(1)}/{m.group(2)} `{_shorten(m.group(3))}`"
+            total = max(int(m.group(2)) - appended_steps, int(m.group(1)))
+            step = f"step {m.group(1)}/{total} `{_shorten(m.group(3))}`"
             step_at = i
     after = "\n".join(lines[step_at:])
     fmt = {"suite": suite, "dockerfile": dockerfile, "base": base}
@@ -263,14 +268,19 @@ def diagnose_build_output(output: str, *, dockerfile: str, suite: str = "bookwor
         fix = f"the file is missing from the build context; check the COPY line in {dockerfile}"
         return BuildFailure(step, m.group(1).strip(), fix)
     if m := _FAILED_CMD.search(after):
-        tail = [ln.strip() for ln in lines[step_at + 1:] if ln.strip() and not ln.startswith(" ---> ")
-                and not _FAILED_CMD.search(ln)][-2:]
+        tail = [ln.strip() for ln in lines[step_at + 1:] if ln.strip() and not _builder_noise(ln)][-2:]
         detail = " | ".join(tail) if tail else f"exit code {m.group(2)}"
         return BuildFailure(step, f"the RUN command exited {m.group(2)} ({_shorten(detail, 200)})",
                             f"read the log and fix the RUN step in {dockerfile}")
     tail = [ln.strip() for ln in lines if ln.strip()][-2:]
     return BuildFailure(step, _shorten(" | ".join(tail) or "docker build failed", 200),
                         "read the log; check that dockerd runs (`docker info`)")
+
+
+def _builder_noise(line: str) -> bool:
+    """Lines the classic builder prints about itself, not the step's own output."""
+    return (line.startswith((" ---> ", "Removing intermediate container", "DEPRECATED:"))
+            or bool(_FAILED_CMD.search(line)))
 
 
 def _shorten(text: str, limit: int = 90) -> str:
@@ -379,13 +389,14 @@ def build_image(context: Path, tag: str, build_args: Mapping[str, str] | None = 
         for line in proc.stdout:
             sink.write(line)
             if m := _STEP.match(line.strip()):
-                on_step(f"{tag}: step {m.group(1)}/{m.group(2)} {_shorten(m.group(3), 70)}")
+                total = max(int(m.group(2)) - 1 - len(labels or {}), int(m.group(1)))
+                on_step(f"{tag}: step {m.group(1)}/{total} {_shorten(m.group(3), 70)}")
         code = proc.wait()
     if code != 0:
         where = suite or next((p.split(":", 1)[1] for p in parents if p.startswith("local/debian:")),
                               "bookworm")
         failure = diagnose_build_output(log.read_text(errors="replace"), dockerfile=str(dockerfile),
-                                        suite=where, base=base_tag(where))
+                                        suite=where, base=base_tag(where), appended_steps=1 + len(labels or {}))
         raise ImageBuildError(tag, failure.step, failure.reason, failure.fix, log)
     return _built(label, tag, cached=False, seconds=time.monotonic() - started)
 
