@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the tests need on a fresh Debian machine, then run the lanes: lint, unit, slurm, k8s.
+# Set up everything the tests need on a fresh Debian machine, then run the lanes: lint, unit, slurm, k8s, e2e.
 # Usage: scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +9,10 @@ if ! command -v go >/dev/null; then
   exit 1
 fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-python3 -m sunkbridge.lanes.slurm install        # Debian's Slurm 22.05 + munge, when missing
-sunk dev build                                   # kube-*, etcd, kwok from Go modules; cached by version
+# Debian's Slurm 22.05 + munge; kube-*, etcd, kwok, CoreDNS from Go modules (cached by version);
+# Docker engine, Debian base images and the real-node image
+sunk dev prepare --real-nodes
 
 ruff check .
 mypy
-python3 -m pytest tests/unit tests/slurm tests/k8s "$@"
+python3 -m pytest tests/unit tests/slurm tests/k8s tests/e2e "$@"

@@ -102,12 +102,27 @@ def env() -> None:
 
 
 @dev.command()
-def build() -> None:
-    """Build (or reuse from the cache) the Kubernetes, etcd and kwok binaries."""
-    with console.status("building") as status:
+@click.option("--real-nodes", is_flag=True,
+              help="Also prepare real nodes: Docker engine, Debian base images, node image, CoreDNS.")
+def prepare(real_nodes: bool) -> None:
+    """Install and build everything the sandbox and the tests need (idempotent, cached)."""
+    from sunkbridge.lanes.slurm import ensure_installed
+
+    with console.status("preparing") as status:
+        on_step = _step_reporter(status)
         try:
-            paths = binaries.build_all(_step_reporter(status))
-        except binaries.BuildError as exc:
+            on_step("installing Debian's Slurm packages when missing")
+            ensure_installed()
+            tools = binaries.ALL_TOOLS + (binaries.REAL_NODE_TOOLS if real_nodes else ())
+            paths = binaries.build_all(on_step, tools)
+            if real_nodes:
+                from sunkbridge.images.base import ensure_base
+                from sunkbridge.lanes.nodes import RealNodes
+
+                for suite in ("bookworm", "sid"):
+                    ensure_base(suite, on_step=on_step)
+                RealNodes(Sandbox(load_config()).kube, on_step=on_step).ensure_images()
+        except (LaneError, SlurmLaneError, binaries.BuildError) as exc:
             _fail(exc)
     for name, path in sorted(paths.items()):
         click.echo(f"{name}\t{path}")

@@ -121,7 +121,7 @@ def _run(cmd: list[str], cwd: Path, log: Path, tool: GoTool) -> str:
         raise BuildError(
             f"building {tool.name} {tool.version} failed at `{' '.join(cmd[:3])}`; "
             f"see {log} (last lines: {' | '.join(tail)}). Check that the Go module proxy is reachable "
-            f"and there is disk space, then run `sunk dev build` again."
+            f"and there is disk space, then run `sunk dev prepare` again."
         )
     return proc.stdout
 
