@@ -34,6 +34,7 @@ class DemoResult:
     pod_name: str
     pod_node: str
     pod_pool: str
+    real_pod_output: str | None = None
 
 
 def run_demo(sandbox: Sandbox, workdir: Path, on_step: Callable[[str], None] = lambda _s: None,
@@ -65,7 +66,37 @@ def run_demo(sandbox: Sandbox, workdir: Path, on_step: Callable[[str], None] = l
         time.sleep(0.5)
     node = core.read_node(pod.spec.node_name)
     core.delete_namespaced_pod(pod_name, "default", grace_period_seconds=0)
-    return DemoResult(job_id, state, output, pod_name, pod.spec.node_name, node.metadata.labels[POOL_LABEL])
+    real_output = _run_on_real_node(sandbox, on_step, timeout) if sandbox.config.real_nodes else None
+    return DemoResult(job_id, state, output, pod_name, pod.spec.node_name, node.metadata.labels[POOL_LABEL],
+                      real_output)
+
+
+def _run_on_real_node(sandbox: Sandbox, on_step: Callable[[str], None], timeout: float) -> str:
+    """Run a container from a locally built image on the first real node and return its output."""
+    from sunkbridge.images.base import base_tag, ensure_base
+    from sunkbridge.k8s.client import core_api
+
+    nodes = sandbox.real_nodes()
+    image = ensure_base("bookworm")
+    on_step(f"loading {image} into the real nodes (no registry)")
+    nodes.load_image(image)
+    first = nodes.running_nodes()[0].name
+    core = core_api(sandbox.kube.kubeconfig)
+    name = f"demo-real-{uuid.uuid4().hex[:6]}"
+    on_step(f"running pod {name} on real node {first}")
+    core.create_namespaced_pod("default", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeName": first, "restartPolicy": "Never",
+                 "containers": [{"name": "main", "image": base_tag("bookworm"), "command": [
+                     "sh", "-c", "echo \"pod $(hostname) ran on a real kubelet: $(head -1 /etc/os-release)\""]}]}})
+    deadline = time.monotonic() + timeout
+    while core.read_namespaced_pod(name, "default").status.phase not in {"Succeeded", "Failed"}:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pod {name} did not finish within {timeout:.0f}s")
+        time.sleep(0.5)
+    log = str(core.read_namespaced_pod_log(name, "default")).strip()
+    core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+    return log
 
 
 def _wait_job(show: Callable[[], str], timeout: float) -> str:

@@ -164,3 +164,5 @@ def demo() -> None:
     click.echo(f"Slurm job {result.job_id}: {result.job_state}")
     click.echo(result.job_output.rstrip())
     click.echo(f"Kubernetes pod {result.pod_name}: scheduled on {result.pod_node} (pool {result.pod_pool})")
+    if result.real_pod_output:
+        click.echo(result.real_pod_output)
