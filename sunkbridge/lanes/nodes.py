@@ -223,7 +223,7 @@ class RealNodes:
         self.lane = lane
         self.site = site or Site()
         self.on_step = on_step
-        self.root = lane.base / "nodes"
+        self.root = lane.base / f"nodes-site{self.site.number}"
 
     # -- images ----------------------------------------------------------------------------------------
 
@@ -252,22 +252,27 @@ class RealNodes:
         """The node containers that run now."""
         return self._containers(all_states=False)
 
-    def up(self, count: int, images: tuple[str, ...] = ()) -> list[RealNode]:
-        """Ensure nodes 1..count run and are Ready, with `images` loaded into each; idempotent."""
+    def up(self, count: int, images: tuple[str, ...] = (), ready_timeout: float = 180) -> list[RealNode]:
+        """Ensure nodes 1..count run and are Ready, with `images` loaded into each; idempotent.
+
+        On failure every node, rule and address of the site is removed again before the error is raised.
+        """
         self.ensure_images()
-        self._start_dns()
-        _quiet(["iptables", "-D", "FORWARD", "-s", self.site.pod_supernet, "-j", "ACCEPT"])
-        _quiet(["iptables", "-D", "FORWARD", "-d", self.site.pod_supernet, "-j", "ACCEPT"])
-        _run(["iptables", "-I", "FORWARD", "-s", self.site.pod_supernet, "-j", "ACCEPT"], "allowing pod traffic",
-             "check that iptables works on this host")
-        _run(["iptables", "-I", "FORWARD", "-d", self.site.pod_supernet, "-j", "ACCEPT"], "allowing pod traffic",
-             "check that iptables works on this host")
-        running_now = {n.index for n in self.running_nodes()}
-        nodes = [RealNode(self.site, i) for i in range(1, count + 1)]
-        for node in nodes:
-            if node.index not in running_now:
-                self._start_node(node, images)
-        self.wait_ready([n.name for n in nodes])
+        try:
+            self._start_dns()
+            for flag in ("-s", "-d"):
+                _quiet(["iptables", "-D", "FORWARD", flag, self.site.pod_supernet, "-j", "ACCEPT"])
+                _run(["iptables", "-I", "FORWARD", flag, self.site.pod_supernet, "-j", "ACCEPT"],
+                     "allowing pod traffic between node bridges", "check that iptables works on this host")
+            running_now = {n.index for n in self.running_nodes()}
+            nodes = [RealNode(self.site, i) for i in range(1, count + 1)]
+            for node in nodes:
+                if node.index not in running_now:
+                    self._start_node(node, images)
+            self.wait_ready([n.name for n in nodes], ready_timeout)
+        except BaseException:
+            self.down()
+            raise
         return nodes
 
     def load_image(self, image: str, nodes: list[RealNode] | None = None) -> None:
@@ -283,12 +288,18 @@ class RealNodes:
                  stdin=archive.read_bytes())
 
     def wait_ready(self, names: list[str], timeout: float = 180) -> None:
-        """Wait until the named nodes report Ready."""
+        """Wait until the named nodes report Ready; fail at once when a node container exits."""
         from sunkbridge.k8s.client import core_api
 
         api = core_api(self.lane.kubeconfig)
 
         def ready() -> bool:
+            running_names = {n.name for n in self.running_nodes()}
+            for name in names:
+                if name not in running_names:
+                    raise LaneError(f"real node {name} failed to join: its container exited "
+                                    f"(last log lines: {self._container_log_tail(name)}); "
+                                    f"see `docker logs {name}`")
             nodes = {n.metadata.name: n for n in api.list_node(label_selector=f"{POOL_LABEL}={REAL_POOL}").items}
             return all(name in nodes and any(c.type == "Ready" and c.status == "True"
                                              for c in nodes[name].status.conditions or [])
@@ -296,6 +307,8 @@ class RealNodes:
         try:
             wait_until(ready, timeout, f"real nodes {', '.join(names)} to become Ready", interval=1.0)
         except LaneError as exc:
+            if "failed to join" in str(exc):
+                raise
             logs = {n: self._container_log_tail(n) for n in names}
             raise LaneError(f"{exc}; node logs: {json.dumps(logs)}; see `docker logs <node>` and "
                             f"`docker exec <node> cat /var/log/sunk-node/containerd.log`") from exc
@@ -318,8 +331,8 @@ class RealNodes:
                         node.name, "--ignore-not-found", "--wait=false"])
         stop_pidfile(self._dns_daemon().pidfile)
         _quiet(["ip", "addr", "del", f"{self.site.dns_ip}/32", "dev", "lo"])
-        _quiet(["iptables", "-D", "FORWARD", "-s", self.site.pod_supernet, "-j", "ACCEPT"])
-        _quiet(["iptables", "-D", "FORWARD", "-d", self.site.pod_supernet, "-j", "ACCEPT"])
+        for flag in ("-s", "-d"):
+            _quiet(["iptables", "-D", "FORWARD", flag, self.site.pod_supernet, "-j", "ACCEPT"])
         shutil.rmtree(self.root / "images", ignore_errors=True)
 
     def _containers(self, all_states: bool) -> list[RealNode]:
@@ -388,7 +401,7 @@ class RealNodes:
     # -- cluster DNS -----------------------------------------------------------------------------------
 
     def _dns_daemon(self) -> Daemon:
-        return Daemon(name="coredns", argv=[str(binaries.COREDNS.path("coredns")), "-conf",
+        return Daemon(name=f"coredns-site{self.site.number}", argv=[str(binaries.COREDNS.path("coredns")), "-conf",
                                             str(self.root / "Corefile")], run_dir=self.lane.base)
 
     def _start_dns(self) -> None:

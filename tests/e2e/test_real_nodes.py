@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import uuid
@@ -14,7 +15,7 @@ from kubernetes import client
 
 from sunkbridge.images.base import ensure_base
 from sunkbridge.k8s.client import api_client
-from sunkbridge.lanes.daemons import free_port
+from sunkbridge.lanes.daemons import LaneError, free_port
 from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
 from sunkbridge.lanes.nodes import REAL_POOL, RealNodes, Site
 
@@ -110,3 +111,26 @@ def test_pods_on_two_nodes_talk_by_headless_service_name(core: client.CoreV1Api)
     assert log[-1] == "hello from rank0"
     assert server_ip.startswith("10.245.1.")
     assert core.read_namespaced_pod(client_pod, "default").status.pod_ip.startswith("10.245.2.")
+
+
+def test_a_node_that_cannot_join_is_named_with_its_log_and_nothing_stays(
+        real_cluster: tuple[KubeLane, RealNodes]) -> None:
+    lane, _ = real_cluster
+    site = Site(3, "sunk-e2e-broken-")
+    node_ip = "10.250.3.1"
+    subprocess.run(["ip", "addr", "add", f"{node_ip}/32", "dev", "lo", "label", "lo:sunk3n1"], check=False)
+    with socket.socket() as squatter:  # the kubelet's port on the node's address is taken: a real fault
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind((node_ip, 10250))
+        squatter.listen()
+        with pytest.raises(LaneError) as failure:
+            RealNodes(lane, site).up(1, ready_timeout=90)
+    message = str(failure.value)
+    assert "sunk-e2e-broken-1" in message
+    assert "address already in use" in message
+    assert "docker logs" in message
+    left = subprocess.run(["docker", "ps", "-a", "--filter", "name=^sunk-e2e-broken-", "--format", "{{.Names}}"],
+                          capture_output=True, text=True).stdout.split()
+    assert left == []
+    assert f" {node_ip}/" not in subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True,
+                                                 text=True).stdout
