@@ -135,7 +135,7 @@ def test_missing_parent_images_are_named(tmp_path: Path, scratch_tag: str) -> No
 
 
 def test_unknown_line_and_image_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown Slurm line 'buster'.*bookworm \\(22.05\\)"):
+    with pytest.raises(ValueError, match=r"unknown Slurm line 'buster'.*bookworm \(22.05\)"):
         build_slurm_images("buster")
-    with pytest.raises(ValueError, match="unknown image\\(s\\) slurmfoo"):
+    with pytest.raises(ValueError, match=r"unknown image\(s\) slurmfoo"):
         build_slurm_images("bookworm", ["slurmfoo"])
