@@ -1,0 +1,1 @@
+"""The SlurmCluster operator: typed spec, pure builders, Slurm calls and kopf handlers."""

@@ -1,0 +1,1 @@
+"""Slurm configuration rendering and Slurm-facing helpers."""
