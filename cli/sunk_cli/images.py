@@ -18,7 +18,7 @@ from sunkbridge.images.compose import COMPOSE_VERSION, ensure_compose
 from sunkbridge.k8s.binaries import BuildError
 from sunkbridge.lanes.daemons import LaneError
 
-console = Console(stderr=True)
+console = Console(stderr=True, log_path=False)
 out = Console()
 
 _LINES = [*imgbuild.SLURM_LINES, *(line.slurm for line in imgbuild.SLURM_LINES.values())]

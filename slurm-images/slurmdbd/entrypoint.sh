@@ -3,6 +3,8 @@
 # user as owner. A mounted (read-only, root-owned) config directory is therefore copied to
 # /run/slurmdbd-conf with that owner and mode, and SLURM_CONF points there (slurmdbd reads
 # slurmdbd.conf from the directory of SLURM_CONF). Then munged starts and slurmdbd runs as SlurmUser.
+# The database password may stay out of the ConfigMap: when $SLURMDBD_STORAGE_PASS_FILE (default
+# /etc/slurmdbd-secret/storage-pass) exists, its content becomes StoragePass in the private copy.
 . /usr/local/lib/sunk/sunk-lib.sh
 
 src="$(sunk_conf_dir)/slurmdbd.conf"
@@ -12,6 +14,11 @@ user="${user:-root}"
 conf=/run/slurmdbd-conf
 install -d -o "$user" -g "$user" -m 0700 "$conf"
 install -o "$user" -g "$user" -m 0600 "$src" "$conf/slurmdbd.conf"
+pass_file="${SLURMDBD_STORAGE_PASS_FILE:-/etc/slurmdbd-secret/storage-pass}"
+if [ -r "$pass_file" ]; then
+    sed -i '/^[[:space:]]*StoragePass[[:space:]]*=/Id' "$conf/slurmdbd.conf"
+    printf 'StoragePass=%s\n' "$(tr -d '\n' < "$pass_file")" >> "$conf/slurmdbd.conf"
+fi
 if [ -r "$SLURM_CONF" ]; then
     install -o "$user" -g "$user" -m 0644 "$SLURM_CONF" "$conf/slurm.conf"
 fi
