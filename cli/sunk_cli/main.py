@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from sunkbridge import __version__
 from sunk_cli.dev import dev
 from sunk_cli.images import images
 from sunk_cli.inspect_cmd import inspect_cmd
+from sunk_cli.status_cmd import status_cmd
+from sunkbridge import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,3 +20,4 @@ def main() -> None:
 main.add_command(dev)
 main.add_command(inspect_cmd)
 main.add_command(images)
+main.add_command(status_cmd)
