@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from sunk_cli.bench_cmd import bench
 from sunk_cli.dev import dev
 from sunk_cli.images import images
 from sunk_cli.inspect_cmd import inspect_cmd
@@ -21,3 +22,4 @@ main.add_command(dev)
 main.add_command(inspect_cmd)
 main.add_command(images)
 main.add_command(status_cmd)
+main.add_command(bench)

@@ -245,3 +245,18 @@ def test_slurmctld_restart_and_reconfigure_lose_nothing(
                        what="drain after slurmctld restart")
     assert isinstance(drained, SlurmNode) and drained.reason.startswith("sunk:")
     wait_for(lambda: _members(slurm, "sl") == {"sl-0001", "sl-0002", "sl-0003"}, what="partition after restart")
+
+
+def test_thousand_node_pool(kube: KubeLane, core: client.CoreV1Api, slurm: CliSlurmClient,
+                            run_syncer: Callable[..., Syncer]) -> None:
+    kube.add_pools([PoolSpec("big", 1000, gpu_product="NVIDIA-H100-80GB-HBM3")])
+    run_syncer([pool("big")])
+    wait_for(lambda: len(_members(slurm, "big")) == 1000, timeout=90, what="1000 nodes in partition big")
+    for name in ("big-0001", "big-0500", "big-1000"):
+        _cordon(core, name)
+    wait_for(lambda: sum(n.drained for n in slurm.nodes().values() if n.name.startswith("big-")) == 3,
+             what="3 drains among 1000")
+    for name in ("big-0001", "big-0500", "big-1000"):
+        _cordon(core, name, on=False)
+    wait_for(lambda: not any(n.drained for n in slurm.nodes().values() if n.name.startswith("big-")),
+             what="resumes")
