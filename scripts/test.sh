@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the tests need on a fresh Debian machine, then run the lanes: lint, unit, slurm, k8s, e2e.
+# Set up everything the tests need on a fresh Debian machine, then run the lanes: lint, unit, slurm, k8s, sync, e2e.
 # Usage: scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +15,4 @@ sunk dev prepare --real-nodes
 
 ruff check .
 mypy
-python3 -m pytest tests/unit tests/slurm tests/k8s tests/e2e "$@"
+python3 -m pytest tests/unit tests/slurm tests/k8s tests/sync tests/e2e "$@"
