@@ -92,6 +92,8 @@ class BuiltImage:
     size_bytes: int
     cached: bool
     seconds: float
+    replaced: str = ""
+    """Id of the image the tag pointed at before this build ("" when new or cached)."""
 
 
 class ImageBuildError(RuntimeError):
@@ -308,12 +310,21 @@ def _label(info: Mapping[str, object], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _built(name: str, tag: str, cached: bool, seconds: float) -> BuiltImage:
+def _built(name: str, tag: str, cached: bool, seconds: float, replaced: str = "") -> BuiltImage:
     info = image_info(tag) or {}
     image_id = info.get("Id")
     size = info.get("Size")
     return BuiltImage(name=name, tag=tag, image_id=image_id if isinstance(image_id, str) else "",
-                      size_bytes=size if isinstance(size, int) else 0, cached=cached, seconds=seconds)
+                      size_bytes=size if isinstance(size, int) else 0, cached=cached, seconds=seconds,
+                      replaced=replaced if replaced != image_id else "")
+
+
+def remove_if_untagged(image_id: str) -> bool:
+    """Remove an image this module replaced, once no tag names it and nothing uses it; True if removed."""
+    info = image_info(image_id)
+    if not image_id or info is None or info.get("RepoTags"):
+        return False
+    return subprocess.run(["docker", "image", "rm", image_id], capture_output=True).returncode == 0
 
 
 def _ensure_parents(tag: str, parents: Sequence[str], dockerfile: Path, on_step: Progress) -> dict[str, str]:
@@ -398,7 +409,11 @@ def build_image(context: Path, tag: str, build_args: Mapping[str, str] | None = 
         failure = diagnose_build_output(log.read_text(errors="replace"), dockerfile=str(dockerfile),
                                         suite=where, base=base_tag(where), appended_steps=1 + len(labels or {}))
         raise ImageBuildError(tag, failure.step, failure.reason, failure.fix, log)
-    return _built(label, tag, cached=False, seconds=time.monotonic() - started)
+    old_id = info.get("Id") if info is not None else None
+    built = _built(label, tag, cached=False, seconds=time.monotonic() - started,
+                   replaced=old_id if isinstance(old_id, str) else "")
+    remove_if_untagged(built.replaced)  # fails quietly while older images still build on it
+    return built
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -487,6 +502,8 @@ def build_slurm_images(line: str = DEFAULT_LINE, names: Iterable[str] | None = N
                                  on_step=on_step, rebuild=rebuild and name in wanted, name=name,
                                  suite=chosen.suite,
                                  labels={"io.sunkbridge.image": name, "io.sunkbridge.slurm": chosen.slurm}))
+    for image in reversed(built):  # children first, so replaced parents are free to go too
+        remove_if_untagged(image.replaced)
     return [b for b in built if b.name in wanted]
 
 

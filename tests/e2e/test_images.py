@@ -84,10 +84,13 @@ def test_changed_context_rebuilds_and_unchanged_is_cached(tmp_path: Path, scratc
     first = build_image(tmp_path, scratch_tag)
     assert not first.cached
     assert build_image(tmp_path, scratch_tag).cached
-    assert not build_image(tmp_path, scratch_tag, rebuild=True).cached
+    again = build_image(tmp_path, scratch_tag, rebuild=True)
+    assert not again.cached and again.replaced == first.image_id
+    assert image_info(first.image_id) is None, "the replaced image was left behind"
     (tmp_path / "hello").write_text("two\n")
     changed = build_image(tmp_path, scratch_tag)
     assert not changed.cached and changed.image_id != first.image_id
+    assert image_info(again.image_id) is None
     assert not build_image(tmp_path, scratch_tag, {"UNUSED": "x"}).cached
     info = image_info(scratch_tag)
     assert info is not None and INPUTS_LABEL in str(info.get("Config"))
