@@ -8,6 +8,7 @@ from sunk_cli.bench_cmd import bench
 from sunk_cli.dev import dev
 from sunk_cli.images import images
 from sunk_cli.inspect_cmd import inspect_cmd
+from sunk_cli.operator_cmd import operator, render
 from sunk_cli.status_cmd import status_cmd
 from sunkbridge import __version__
 
@@ -23,3 +24,5 @@ main.add_command(inspect_cmd)
 main.add_command(images)
 main.add_command(status_cmd)
 main.add_command(bench)
+main.add_command(operator)
+main.add_command(render)
