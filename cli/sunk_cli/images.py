@@ -19,7 +19,7 @@ from sunkbridge.k8s.binaries import BuildError
 from sunkbridge.lanes.daemons import LaneError
 
 console = Console(stderr=True, log_path=False)
-out = Console()
+out = Console() if sys.stdout.isatty() else Console(width=200)  # whole tags when piped
 
 _LINES = [*imgbuild.SLURM_LINES, *(line.slurm for line in imgbuild.SLURM_LINES.values())]
 
@@ -91,6 +91,8 @@ def list_cmd() -> None:
         found = imgbuild.list_images()
     except (LaneError, OSError) as exc:
         _fail(exc)
+    order = {name: i for i, name in enumerate(imgbuild.IMAGE_NAMES)}
+    found.sort(key=lambda b: (b.tag.rsplit(":", 1)[-1], order.get(b.name, len(order)), b.tag))
     table = Table("image", "tag", "id", "size")
     for image in found:
         table.add_row(image.name, image.tag, image.image_id.removeprefix("sha256:")[:12],
