@@ -82,7 +82,8 @@ def test_pool_nodes_become_slurmd_pods_and_slurm_conf(kube: Kube, make_cluster: 
         {"name": "cpu", "mode": "podgroup", "nodeSelector": {"sunkbridge.io/pool": "cpu"}}]))
     status = _settle(kube, "gpu")
     pods = kube.get_json(f"/api/v1/namespaces/{NS}/pods", {"labelSelector": "sunkbridge.io/cluster=gpu"})["items"]
-    slurmd = sorted(p["metadata"]["name"] for p in pods if p["metadata"]["labels"]["sunkbridge.io/component"] == "slurmd")
+    slurmd = sorted(p["metadata"]["name"] for p in pods
+                    if p["metadata"]["labels"]["sunkbridge.io/component"] == "slurmd")
     assert slurmd == ["gpu-slurmd-cpu-0001", "gpu-slurmd-h100-0001", "gpu-slurmd-h100-0002"]
     pod = next(p for p in pods if p["metadata"]["name"] == "gpu-slurmd-h100-0001")
     assert pod["spec"]["nodeName"] == "h100-0001" and pod["spec"]["hostname"] == "h100-0001"
@@ -101,10 +102,16 @@ def test_pool_nodes_become_slurmd_pods_and_slurm_conf(kube: Kube, make_cluster: 
         assert kube.get_or_none(f"/apis/apps/v1/namespaces/{NS}/{kind}/{name}") is not None
     assert kube.get_or_none(f"/api/v1/namespaces/{NS}/secrets/gpu-munge") is not None
     assert kube.get_or_none(f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/gpu-busy") is not None
-    shown = subprocess.run([str(kubectl()), "--kubeconfig", str(kube.api.configuration.kubeconfig_path), "get",
-                            "slurmclusters", "gpu"], capture_output=True, text=True) if hasattr(
-        kube.api.configuration, "kubeconfig_path") else None
-    assert shown is None or "READY" in shown.stdout
+
+
+def test_kubectl_get_shows_ready_and_counts(kube_lane: KubeLane, kube: Kube, make_cluster: Any) -> None:
+    make_cluster(_cluster("cols", [{"name": "a100", "nodeSelector": {"sunkbridge.io/pool": "a100"}}]))
+    write_status(kube, NS, "cols", {"nodes": 2, "idle": 1, "allocated": 1, "drained": 0,
+                                    "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]})
+    shown = subprocess.run([str(kubectl()), "--kubeconfig", str(kube_lane.kubeconfig), "get", "slurmclusters",
+                            "cols"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert shown[0].split() == ["NAME", "READY", "NODES", "IDLE", "ALLOC", "DRAINED", "AGE"]
+    assert shown[1].split()[:6] == ["cols", "True", "2", "1", "1", "0"]
 
 
 def test_node_leaving_the_pool_is_kept_until_slurm_confirms_the_drain(kube: Kube, make_cluster: Any) -> None:
