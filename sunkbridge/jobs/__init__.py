@@ -1,0 +1,1 @@
+"""Job bridge: the launcher, the SlurmJob controller and their builders."""

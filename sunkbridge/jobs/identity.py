@@ -1,0 +1,71 @@
+"""The launcher's least-privilege identity and the kubeconfig that carries it to slurmd hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from sunkbridge.jobs.launcher import GROUP, PLURAL
+
+LAUNCHER_SA = "sunk-launcher"
+
+
+def launcher_role(namespace: str, name: str = LAUNCHER_SA) -> dict[str, Any]:
+    """SlurmJobs: create/get/list/watch/delete; pods' logs: get. Nothing else, one namespace."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": [{"apiGroups": [GROUP], "resources": [PLURAL],
+                       "verbs": ["create", "get", "list", "watch", "delete"]},
+                      {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]}
+
+
+def controller_role(namespace: str, name: str = "sunk-jobs-controller") -> dict[str, Any]:
+    """What the SlurmJob controller needs in its namespace."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": [{"apiGroups": [GROUP], "resources": [PLURAL, f"{PLURAL}/status"],
+                       "verbs": ["get", "list", "watch", "patch", "update", "delete"]},
+                      {"apiGroups": [""], "resources": ["pods", "services", "secrets", "configmaps"],
+                       "verbs": ["get", "list", "watch", "create", "delete", "patch"]}]}
+
+
+def _apply(fn_create: Any, fn_replace: Any, namespace: str, body: dict[str, Any]) -> None:
+    try:
+        fn_create(namespace, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        fn_replace(body["metadata"]["name"], namespace, body)
+
+
+def write_launcher_kubeconfig(api: client.ApiClient, namespace: str, server: str, ca_file: Path, out: Path,
+                              expiration_seconds: int = 86400) -> Path:
+    """Create the launcher's ServiceAccount, Role and RoleBinding and write a token kubeconfig to `out`."""
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": LAUNCHER_SA, "namespace": namespace}}
+    try:
+        core.create_namespaced_service_account(namespace, sa)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    _apply(rbac.create_namespaced_role, rbac.replace_namespaced_role, namespace, launcher_role(namespace))
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": LAUNCHER_SA, "namespace": namespace},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LAUNCHER_SA},
+               "subjects": [{"kind": "ServiceAccount", "name": LAUNCHER_SA, "namespace": namespace}]}
+    _apply(rbac.create_namespaced_role_binding, rbac.replace_namespaced_role_binding, namespace, binding)
+    token = core.create_namespaced_service_account_token(
+        LAUNCHER_SA, namespace, {"spec": {"expirationSeconds": expiration_seconds}}).status.token
+    doc = {"apiVersion": "v1", "kind": "Config",
+           "clusters": [{"name": "sunk", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+           "users": [{"name": LAUNCHER_SA, "user": {"token": token}}],
+           "contexts": [{"name": "sunk", "context": {"cluster": "sunk", "user": LAUNCHER_SA,
+                                                     "namespace": namespace}}],
+           "current-context": "sunk"}
+    out.write_text(yaml.safe_dump(doc))
+    out.chmod(0o600)
+    return out

@@ -1,0 +1,117 @@
+"""The launcher's pure parts: Slurm filename patterns, the allocation from Slurm's environment, names."""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sunkbridge.jobs.launcher import (
+    LaunchError,
+    Mount,
+    PatternContext,
+    build_slurmjob,
+    expand_counts,
+    expand_hostlist,
+    expand_pattern,
+    normalise_image,
+    parse_mounts,
+    sanitise_name,
+    slurmjob_name,
+)
+from sunkbridge.sbatch.hostlist import compress_hostlist
+from sunkbridge.sbatch.hostlist import expand_hostlist as sbatch_expand
+
+CTX = PatternContext(job_id=42, job_name="train", user="alice", node="gpu-001")
+ARRAY = PatternContext(job_id=45, job_name="sweep", user="bob", node="n1", array_job_id=43, array_task_id=2)
+
+
+@pytest.mark.parametrize(("pattern", "ctx", "expected"), [
+    ("slurm-%j.out", CTX, "slurm-42.out"),
+    ("%x-%u-%N.%n.%t.%s", CTX, "train-alice-gpu-001.0.0.batch"),
+    ("%J", CTX, "42.batch"),
+    ("%6j", CTX, "000042"),
+    ("%A_%a", CTX, "42_4294967294"),
+    ("slurm-%A_%a.out", ARRAY, "slurm-43_2.out"),
+    ("%3a-%j", ARRAY, "002-45"),
+    ("100%%-%j", CTX, "100%-42"),
+    ("%12j", CTX, "0000000042"),  # padding stops at 10 digits
+    ("lit\\%j", CTX, "lit%j"),  # a backslash turns expansion off
+    ("%q-%j", CTX, "%q-42"),
+])
+def test_patterns_expand_as_slurmd(pattern: str, ctx: PatternContext, expected: str) -> None:
+    assert expand_pattern(pattern, ctx) == expected
+
+
+def test_counts_and_hostlists() -> None:
+    assert expand_counts("2(x3),1") == [2, 2, 2, 1]
+    assert expand_hostlist("gpu-[001-003,007],cpu-1") == ["gpu-001", "gpu-002", "gpu-003", "gpu-007", "cpu-1"]
+
+
+names = st.lists(st.builds(lambda p, n, w: f"{p}{str(n).zfill(w)}", st.sampled_from(["a", "gpu-", "n"]),
+                           st.integers(0, 120), st.integers(1, 3)), min_size=1, max_size=12)
+
+
+@given(names)
+def test_launcher_hostlist_agrees_with_the_sbatch_parser(hosts: list[str]) -> None:
+    text = compress_hostlist(hosts)
+    assert expand_hostlist(text) == sbatch_expand(text) == hosts
+
+
+def test_mounts_and_images() -> None:
+    assert parse_mounts("/data:/data:ro,/scratch") == [Mount("/data", "/data", True), Mount("/scratch", "/scratch")]
+    for bad in ("data:/x", "/a:/b:rx", "/a:/b:ro:x", "/a,,/b"):
+        with pytest.raises(LaunchError, match="container-mounts"):
+            parse_mounts(bad)
+    assert normalise_image("nvcr.io#nvidia/pytorch:24.01") == "nvcr.io/nvidia/pytorch:24.01"
+    for bad in ("", "UPPER CASE", "img:", "a//b"):
+        with pytest.raises(LaunchError, match="container-image"):
+            normalise_image(bad)
+
+
+def test_names_are_dns_labels() -> None:
+    assert sanitise_name("My_Cluster.01!") == "my-cluster-01"
+    assert len(sanitise_name("x" * 100)) == 63
+    assert slurmjob_name("Sunk", 7, 0) == "sunk-7"
+    assert slurmjob_name("Sunk", 7, 2) == "sunk-7-r2"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    me = pwd.getpwuid(os.getuid())
+    return {"SLURM_JOB_ID": "12", "SLURM_JOB_NODELIST": "node-[1-2]", "SLURM_JOB_CPUS_PER_NODE": "2(x2)",
+            "SLURM_JOB_UID": str(me.pw_uid), "SLURM_JOB_GID": str(me.pw_gid), "SLURM_JOB_USER": me.pw_name,
+            "SLURM_MEM_PER_CPU": "1000", "SLURM_JOB_PARTITION": "pg", "PATH": "/host/bin", "HOME": "/home/x",
+            **extra}
+
+
+def test_slurmjob_from_the_batch_environment() -> None:
+    env = _env(SLURM_SPANK__SLURM_SPANK_OPTION_pyxis_container_image="local/app:1",
+               SLURM_SPANK__SLURM_SPANK_OPTION_pyxis_container_mounts="/data:/mnt/data:ro",
+               SLURM_ARRAY_JOB_ID="10", SLURM_ARRAY_TASK_ID="2", SLURM_GPUS_ON_NODE="4")
+    body = build_slurmjob(env, "#!/bin/sh\necho hi\n", ["a b"], cluster="sunk", namespace="jobs",
+                          default_image=None, cwd="/work")
+    spec = body["spec"]
+    assert body["metadata"]["name"] == "sunk-12"
+    assert [n["name"] for n in spec["nodes"]] == ["node-1", "node-2"]
+    assert spec["nodes"][0] == {"name": "node-1", "kubernetesNode": "node-1", "cpus": 2, "gpus": 4,
+                                "memoryMB": 2000}
+    assert spec["image"] == "local/app:1"
+    assert spec["mounts"] == [{"source": "/data", "target": "/mnt/data", "readOnly": True}]
+    assert spec["user"]["uid"] == os.getuid()
+    assert spec["arrayJobId"] == 10 and spec["arrayTaskId"] == 2
+    assert "PATH" not in spec["env"] and spec["env"]["HOME"] == "/home/x"
+    assert spec["workingDir"] == "/work" and spec["args"] == ["a b"]
+
+
+def test_bad_input_fails_with_a_reason() -> None:
+    with pytest.raises(LaunchError, match="no --container-image"):
+        build_slurmjob(_env(), "", [], cluster="c", namespace="n", default_image=None, cwd="/")
+    with pytest.raises(LaunchError, match="no uid mapping"):
+        build_slurmjob(_env(SLURM_JOB_UID="4000123"), "", [], cluster="c", namespace="n", default_image="i",
+                       cwd="/")
+    with pytest.raises(LaunchError, match="container-workdir"):
+        build_slurmjob(_env(SLURM_SPANK__SLURM_SPANK_OPTION_pyxis_container_workdir="rel"), "", [],
+                       cluster="c", namespace="n", default_image="i", cwd="/")
