@@ -339,7 +339,7 @@ def render_slurm_conf(config: SlurmLaneConfig, paths: LanePaths, ports: LanePort
         f"MaxArraySize={config.max_array_size}",
         "SchedulerType=sched/backfill",
         "SchedulerParameters=bf_interval=5,sched_min_interval=100000",
-        "MessageTimeout=5",
+        "MessageTimeout=20",
         "SlurmctldTimeout=30",
         "SlurmdTimeout=60",
         "InactiveLimit=0",
