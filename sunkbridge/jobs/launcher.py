@@ -61,7 +61,7 @@ class PatternContext:
     job_id: int
     job_name: str
     user: str
-    node: str
+    node: str  # %N: the short host name of the node that opens the file
     array_job_id: int | None = None
     array_task_id: int | None = None
     step: str = "batch"
@@ -94,8 +94,8 @@ def expand_pattern(pattern: str, ctx: PatternContext) -> str:
             return number(ctx.array_task_id if ctx.array_task_id is not None else NO_VAL, width)
         if code == "j":
             return number(ctx.job_id, width)
-        if code == "J":
-            return f"{number(ctx.job_id, width)}.{ctx.step}"
+        if code == "J":  # the batch step has no ".step" suffix
+            return number(ctx.job_id, width) if ctx.step == "batch" else f"{number(ctx.job_id, width)}.{ctx.step}"
         if code == "s":
             return ctx.step if not ctx.step.isdigit() else number(int(ctx.step), width)
         if code == "n":

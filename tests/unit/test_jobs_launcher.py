@@ -32,7 +32,8 @@ ARRAY = PatternContext(job_id=45, job_name="sweep", user="bob", node="n1", array
 @pytest.mark.parametrize(("pattern", "ctx", "expected"), [
     ("slurm-%j.out", CTX, "slurm-42.out"),
     ("%x-%u-%N.%n.%t.%s", CTX, "train-alice-gpu-001.0.0.batch"),
-    ("%J", CTX, "42.batch"),
+    ("%J", CTX, "42"),
+    ("%J", PatternContext(job_id=42, job_name="x", user="u", node="n", step="3"), "42.3"),
     ("%6j", CTX, "000042"),
     ("%A_%a", CTX, "42_4294967294"),
     ("slurm-%A_%a.out", ARRAY, "slurm-43_2.out"),
