@@ -424,7 +424,8 @@ class Launcher:
                 for t in streams:
                     t.join(timeout=30)
                 code, sig = exit_status(status)
-                return code, sig, str(status.get("message") or "")
+                # Only a failure of the bridge itself is reported; the script's own exit speaks for itself.
+                return code, sig, str(status.get("message") or "") if status.get("reason") else ""
         return 0, signal.SIGTERM, "terminated"
 
 
@@ -488,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     if sig:
-        signal.signal(sig, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
         time.sleep(5)
     return code

@@ -1,0 +1,298 @@
+"""sbatch → pod group on real kubelets: Slurm allocates, pods run, Slurm's interface stays intact.
+
+The Slurm lane's nodes carry the names of real Kubernetes nodes (site 3), so Slurm's allocation is exactly
+the set of nodes the pods land on. The shared volume is a directory under /dev/shm: the node containers
+bind the host's /dev, so it has the same path on the "login" host (this process), under slurmd and in pods.
+Accounting (sacct) needs slurmdbd, which the lane does not run: states and exit codes are compared through
+``scontrol show job``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from sunkbridge.images.base import ensure_base
+from sunkbridge.jobs.builders import BridgeSettings, SharedVolume
+from sunkbridge.jobs.controller import Controller, slurm_running_jobs
+from sunkbridge.jobs.identity import write_launcher_kubeconfig
+from sunkbridge.jobs.install import build_spank_plugin, install, launcher_command
+from sunkbridge.k8s.client import api_client
+from sunkbridge.lanes.daemons import free_port
+from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
+from sunkbridge.lanes.nodes import RealNodes, Site
+from sunkbridge.lanes.slurm import NodeSpec, PartitionSpec, SlurmLane, SlurmLaneConfig, make_base_dir
+
+pytestmark = pytest.mark.e2e
+
+IMAGE = "local/sunk-job-python:2"
+NO_PYTHON = "local/debian:bookworm"
+CRD = Path(__file__).parents[2] / "manifests" / "base" / "crds" / "sunkbridge.io_slurmjobs.yaml"
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+
+
+def ensure_job_image() -> None:
+    """The test image: the Debian base plus python3 (cached by tag)."""
+    ensure_base("bookworm")
+    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode == 0:
+        return
+    dockerfile = ("FROM local/debian:bookworm\nRUN apt-get update && apt-get install -y --no-install-recommends "
+                  "python3-minimal libpython3.11-stdlib && rm -rf /var/lib/apt/lists/*\n")
+    subprocess.run(["docker", "build", "-q", "-t", IMAGE, "-"], input=dockerfile.encode(), check=True,
+                   capture_output=True)
+
+
+@dataclass
+class Bridge:
+    slurm: SlurmLane
+    kube: KubeLane
+    core: client.CoreV1Api
+    shared: Path
+
+    def sbatch(self, *argv: str, cwd: Path | None = None) -> int:
+        out = self.slurm.run("sbatch", "--parsable", f"--chdir={cwd or self.shared}", *argv, timeout=60).stdout
+        return int(out.strip().split(";")[0])
+
+    def show(self, job: int) -> dict[str, str]:
+        line = self.slurm.run("scontrol", "show", "job", "-o", str(job)).stdout.strip()
+        fields = dict(m.groups() for m in re.finditer(r"(\S+?)=(\S*)", line))
+        comment = re.search(r"Comment=(.*?) (?:StdErr|StdIn|Power|MailUser|NtasksPerTRES|$)", line)
+        if comment:
+            fields["Comment"] = comment.group(1)
+        return fields
+
+    def wait_state(self, job: int, states: tuple[str, ...], timeout: float = 120) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        fields: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            fields = self.show(job)
+            if fields.get("JobState") in states:
+                return fields
+            time.sleep(0.5)
+        raise AssertionError(f"job {job} not in {states} after {timeout}s: {fields}")
+
+    def job_pods(self, job: int) -> list[client.V1Pod]:
+        return list(self.core.list_namespaced_pod("default", label_selector=f"sunkbridge.io/job-id={job}").items)
+
+    def leftovers(self, job: int) -> list[str]:
+        sel = f"sunkbridge.io/job-id={job}"
+        names = [p.metadata.name for p in self.core.list_namespaced_pod("default", label_selector=sel).items]
+        names += [s.metadata.name for s in self.core.list_namespaced_service("default", label_selector=sel).items]
+        names += [s.metadata.name for s in self.core.list_namespaced_secret("default", label_selector=sel).items]
+        return names
+
+    def wait_clean(self, job: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.leftovers(job) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert self.leftovers(job) == []
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
+    ensure_job_image()
+    kube = KubeLane(KubeLaneConfig(base_dir=tmp_path_factory.mktemp("k8s-jobs"), api_port=free_port(),
+                                   etcd_port=free_port(), etcd_peer_port=free_port()))
+    kube.start()
+    nodes = RealNodes(kube, Site(3, "sunk-job-node-"))
+    slurm: SlurmLane | None = None
+    controller: Controller | None = None
+    shared = Path(tempfile.mkdtemp(prefix="sunk-jobs-", dir="/dev/shm"))
+    shared.chmod(0o777)
+    try:
+        subprocess.run([str(kube.kubectl()), "--kubeconfig", str(kube.kubeconfig), "apply", "-f", str(CRD)],
+                       check=True, capture_output=True)
+        real = nodes.up(2, images=(IMAGE, NO_PYTHON))
+        api = api_client(kube.kubeconfig)
+        core = client.CoreV1Api(api)
+        base = make_base_dir("sunk-slurm-bridge-")
+        kubeconfig = write_launcher_kubeconfig(api, "default", kube.server, kube.pki_dir / "ca.crt",
+                                               base / "launcher.kubeconfig")
+        specs = tuple(NodeSpec(n.name, cpus=2, memory_mb=2000) for n in real)
+        names = tuple(n.name for n in real)
+        config = SlurmLaneConfig(base_dir=base / "lane", cluster_name="bridge", nodes=specs, def_mem_per_cpu_mb=100,
+                                 partitions=(PartitionSpec("pg", names, default=True), PartitionSpec("plain", names)))
+        slurm = SlurmLane(config)
+        config.extra_conf = install(slurm.paths.etc, "bridge", ["pg"], "pg",
+                                    launcher_command(kubeconfig, "default", "bridge", default_image=IMAGE),
+                                    build_spank_plugin(base / "spank"))
+        slurm.start()
+        lane = slurm
+        settings = BridgeSettings(namespace="default", image_pull_policy="Never",
+                                  shared_volumes=(SharedVolume("shared", str(shared)),))
+        controller = Controller(api, settings, slurm_running=lambda ids: slurm_running_jobs(ids, lane.client_env()),
+                                gc_interval=5, gc_min_age=10).start()
+        yield Bridge(slurm, kube, core, shared)
+    finally:
+        if controller is not None:
+            controller.stop()
+        if slurm is not None:
+            slurm.stop()
+        nodes.down()
+        kube.stop()
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def _env_block(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line.startswith("SLURM") and "=" in line)
+
+
+SHAPE = """#!/bin/bash
+#SBATCH --nodes=2 --ntasks-per-node=1 --job-name=shape
+#SBATCH --output=shape-%x-%j.out
+env | grep -E '^SLURM' | sort
+echo ---
+srun printenv SLURMD_NODENAME | sort
+echo ---
+srun -l printenv SLURM_PROCID SLURM_LOCALID SLURM_NODEID | sort
+echo ---
+scontrol show hostnames "$SLURM_JOB_NODELIST"
+"""
+
+# Variables Slurm sets that legitimately differ between two jobs of the same shape, or that describe the
+# host process rather than the job (the pods have no slurm.conf, and the batch pid is the pod's).
+_DIFFERENT = {"SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_PARTITION", "SLURM_TASK_PID", "SLURM_CONF",
+              "SLURM_SCRIPT_CONTEXT", "SLURM_JOB_START_TIME", "SLURM_JOB_END_TIME"}
+
+
+def test_two_node_job_matches_what_slurm_gives_a_plain_job(bridge: Bridge) -> None:
+    script = bridge.shared / "shape.sh"
+    script.write_text(SHAPE)
+    pg = bridge.sbatch(str(script))
+    plain = bridge.sbatch("--partition=plain", str(script))
+    assert bridge.wait_state(pg, FINAL)["JobState"] == "COMPLETED", bridge.show(pg)
+    assert bridge.wait_state(plain, FINAL)["JobState"] == "COMPLETED"
+    pg_out = (bridge.shared / f"shape-shape-{pg}.out").read_text().split("---\n")
+    plain_out = (bridge.shared / f"shape-shape-{plain}.out").read_text().split("---\n")
+    pg_env, plain_env = _env_block(pg_out[0]), _env_block(plain_out[0])
+    assert {k: v for k, v in pg_env.items() if k not in _DIFFERENT} == \
+        {k: v for k, v in plain_env.items() if k not in _DIFFERENT}
+    assert pg_env["SLURM_JOB_ID"] == str(pg) and pg_env["SLURM_JOB_PARTITION"] == "pg"
+    def steps(blocks: list[str]) -> list[str]:  # real srun may add "srun: ... retrying" notes on stderr
+        return ["".join(ln for ln in b.splitlines(True) if not ln.startswith("srun: ")) for b in blocks]
+
+    assert steps(pg_out[1:]) == steps(plain_out[1:])
+    nodes = bridge.slurm.node_names
+    assert pg_out[1].split() == nodes
+    assert pg_out[3].split() == nodes
+    bridge.wait_clean(pg)
+
+
+def test_exit_codes_and_signals_reach_slurm(bridge: Bridge) -> None:
+    failing = bridge.shared / "exit3.sh"
+    failing.write_text("#!/bin/sh\necho bye\nexit 3\n")
+    killed = bridge.shared / "kill.sh"
+    killed.write_text("#!/bin/sh\nkill -9 $$\n")
+    jobs = {"pg3": bridge.sbatch(str(failing)), "plain3": bridge.sbatch("--partition=plain", str(failing)),
+            "pg9": bridge.sbatch(str(killed)), "plain9": bridge.sbatch("--partition=plain", str(killed))}
+    shown = {k: bridge.wait_state(j, FINAL) for k, j in jobs.items()}
+    assert (shown["pg3"]["JobState"], shown["pg3"]["ExitCode"]) == ("FAILED", "3:0")
+    assert (shown["pg3"]["JobState"], shown["pg3"]["ExitCode"]) == \
+        (shown["plain3"]["JobState"], shown["plain3"]["ExitCode"])
+    assert (shown["pg9"]["JobState"], shown["pg9"]["ExitCode"]) == ("FAILED", "0:9"), \
+        (bridge.shared / f"slurm-{jobs['pg9']}.out").read_text()
+    assert (shown["pg9"]["JobState"], shown["pg9"]["ExitCode"]) == \
+        (shown["plain9"]["JobState"], shown["plain9"]["ExitCode"]) == ("FAILED", "0:9")
+    assert (bridge.shared / f"slurm-{jobs['pg3']}.out").read_text() == "bye\n"
+    for job in jobs.values():
+        bridge.wait_clean(job)
+
+
+def test_scancel_removes_the_pods_and_cancels(bridge: Bridge) -> None:
+    script = bridge.shared / "sleep.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --nodes=2\necho started\nsleep 300\n")
+    job = bridge.sbatch(str(script))
+    bridge.wait_state(job, ("RUNNING",))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        pods = bridge.job_pods(job)
+        if len(pods) == 2 and all(p.status.phase == "Running" for p in pods):
+            break
+        time.sleep(0.5)
+    assert sorted(p.spec.node_name for p in bridge.job_pods(job)) == bridge.slurm.node_names
+    bridge.slurm.run("scancel", str(job))
+    cancelled = time.monotonic()
+    assert bridge.wait_state(job, FINAL)["JobState"] == "CANCELLED"
+    bridge.wait_clean(job, timeout=30)
+    assert time.monotonic() - cancelled < 30
+
+
+def test_time_limit_gives_timeout(bridge: Bridge) -> None:
+    script = bridge.shared / "long.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --time=1\nsleep 600\n")
+    job = bridge.sbatch(str(script))
+    assert bridge.wait_state(job, FINAL, timeout=180)["JobState"] == "TIMEOUT"
+    bridge.wait_clean(job)
+
+
+def test_array_with_max_running_and_afterok_dependency(bridge: Bridge) -> None:
+    script = bridge.shared / "array.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --array=0-3%2 --output=arr-%A_%a.out\necho $SLURM_ARRAY_TASK_ID\n"
+                      "sleep 8\n")
+    array = bridge.sbatch(str(script))
+    after = bridge.shared / "after.sh"
+    after.write_text("#!/bin/sh\necho after\n")
+    dependent = bridge.sbatch(f"--dependency=afterok:{array}", str(after))
+    most = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal most
+        while not stop.is_set():
+            out = bridge.slurm.run("squeue", "-h", "-r", "-j", str(array), "-t", "RUNNING", "-o", "%i",
+                                   check=False).stdout.split()
+            most = max(most, len(out))
+            time.sleep(0.3)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    assert bridge.show(dependent)["Reason"] == "Dependency"
+    assert bridge.wait_state(dependent, FINAL, timeout=180)["JobState"] == "COMPLETED"
+    stop.set()
+    sampler.join()
+    assert most == 2
+    for task in range(4):
+        assert (bridge.shared / f"arr-{array}_{task}.out").read_text() == f"{task}\n"
+    assert (bridge.shared / f"slurm-{dependent}.out").read_text() == "after\n"
+
+
+def test_bad_input_fails_fast_with_a_reason_and_leaves_nothing(bridge: Bridge) -> None:
+    script = bridge.shared / "any.sh"
+    script.write_text("#!/bin/sh\necho never\n")
+    unknown = bridge.sbatch("--container-image=local/does-not-exist:1", str(script))
+    nopython = bridge.sbatch(f"--container-image={NO_PYTHON}", str(script))
+    for job, reason in ((unknown, "ErrImageNeverPull"), (nopython, "no python3")):
+        fields = bridge.wait_state(job, FINAL, timeout=90)
+        assert fields["JobState"] == "FAILED"
+        assert reason in fields.get("Comment", ""), fields
+        assert reason in (bridge.shared / f"slurm-{job}.out").read_text()
+        bridge.wait_clean(job)
+
+
+def test_submitit_style_submission(bridge: Bridge) -> None:
+    """The shape of submitit's generated script: srun with per-task --output/--error patterns."""
+    folder = bridge.shared / "submitit"
+    folder.mkdir()
+    script = folder / "submission.sh"
+    script.write_text(f"""#!/bin/bash
+#SBATCH --job-name=submitit
+#SBATCH --nodes=2 --ntasks-per-node=1 --open-mode=append
+#SBATCH --output={folder}/%j_0_log.out --error={folder}/%j_0_log.err
+#SBATCH --signal=USR2@90
+srun --unbuffered --output {folder}/%j_%t_log.out --error {folder}/%j_%t_log.err \\
+  python3 -u -c 'import os; print("task", os.environ["SLURM_PROCID"], "of", os.environ["SLURM_NTASKS"])'
+""")
+    job = bridge.sbatch(str(script), cwd=folder)
+    assert bridge.wait_state(job, FINAL)["JobState"] == "COMPLETED"
+    assert (folder / f"{job}_0_log.out").read_text() == "task 0 of 2\n"
+    assert (folder / f"{job}_1_log.out").read_text() == "task 1 of 2\n"
