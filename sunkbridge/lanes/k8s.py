@@ -111,6 +111,11 @@ class KubeLane:
             self.stop()
             raise
 
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same data; returns once it is ready."""
+        stop_pidfile(self._daemon_pidfile("kube-apiserver"))
+        self._start_apiserver()
+
     def stop(self) -> None:
         """Stop every daemon of the lane (in reverse order); data stays on disk."""
         for name in reversed(DAEMONS):

@@ -729,6 +729,13 @@ class SlurmLane:
             raise
         return self
 
+    def restart_slurmctld(self) -> None:
+        """Start slurmctld again after it died or was killed; it recovers its state from StateSaveLocation."""
+        pid = self._own_pid(self.paths.slurmctld_pid)
+        if pid is not None:
+            self._terminate([pid], 15.0)
+        self._start_slurmctld()
+
     def stop(self, timeout: float = 15.0) -> None:
         """Cancel the lane's jobs and stop every daemon it started, by pid file and environment marker.
 

@@ -240,11 +240,26 @@ def test_slurmctld_restart_and_reconfigure_lose_nothing(
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not slurm.ping(), what="slurmctld gone")
     _cordon(core, "sl-0002")
-    slurm_lane._start_slurmctld()  # the lane has no public restart of one daemon
+    slurm_lane.restart_slurmctld()
     drained = wait_for(lambda: (n := _node(slurm, "sl-0002")) and n.drained and n, timeout=40,
                        what="drain after slurmctld restart")
     assert isinstance(drained, SlurmNode) and drained.reason.startswith("sunk:")
     wait_for(lambda: _members(slurm, "sl") == {"sl-0001", "sl-0002", "sl-0003"}, what="partition after restart")
+
+
+def test_apiserver_restart_loses_nothing(kube: KubeLane, core: client.CoreV1Api, slurm: CliSlurmClient,
+                                        run_syncer: Callable[..., Syncer]) -> None:
+    kube.add_pools([PoolSpec("ar", 2, gpu_product="NVIDIA-H100-80GB-HBM3")])
+    run_syncer([pool("ar")])
+    wait_for(lambda: _members(slurm, "ar") == {"ar-0001", "ar-0002"}, what="partition ar")
+    kube.restart_apiserver()
+    _cordon(core, "ar-0001")
+    drained = wait_for(lambda: (n := _node(slurm, "ar-0001")) and n.drained and n, timeout=60,
+                       what="drain after the apiserver restart")
+    assert isinstance(drained, SlurmNode) and drained.reason.startswith("sunk:")
+    _cordon(core, "ar-0001", on=False)
+    wait_for(lambda: (n := _node(slurm, "ar-0001")) is not None and not n.drained, timeout=60,
+             what="resume after the apiserver restart")
 
 
 def test_thousand_node_pool(kube: KubeLane, core: client.CoreV1Api, slurm: CliSlurmClient,
