@@ -29,11 +29,12 @@ def run(namespaces: tuple[str, ...], clusterwide: bool, liveness: str, verbose: 
     from sunkbridge.operator import handlers  # registers the handlers
 
     _ = handlers
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not namespaces and not clusterwide:
         clusterwide = True
     kopf.configure(verbose=verbose)
+    if not verbose:
+        # One line per handler run drowns what matters; keep the operator's own messages and warnings.
+        logging.getLogger("kopf.objects").addFilter(lambda record: "succeeded" not in record.getMessage())
     kopf.run(clusterwide=clusterwide, namespaces=list(namespaces), standalone=True,
              liveness_endpoint=liveness or None)
 

@@ -165,7 +165,9 @@ def _auth_volumes(spec: ClusterSpec) -> tuple[list[Manifest], list[Manifest]]:
         {"name": "jwt-key", "secret": {"secretName": spec.jwt_secret_name, "defaultMode": 0o400,
                                        "optional": True}},
     ]
-    mounts = [{"name": "munge-key", "mountPath": "/etc/munge-key", "readOnly": True},
+    # subPath: the images size-check the key file itself, and Secret volumes otherwise hold symlinks.
+    mounts = [{"name": "munge-key", "mountPath": "/etc/munge-key/munge.key", "subPath": "munge.key",
+               "readOnly": True},
               {"name": "jwt-key", "mountPath": "/etc/slurm-jwt", "readOnly": True}]
     return volumes, mounts
 

@@ -1,0 +1,205 @@
+"""The operator on real pods: a SlurmCluster over two real kubelet nodes becomes a working Slurm cluster.
+
+A control plane of its own, two real nodes on site 2 (`sunk-op-node-1`, `-2`) with the locally built
+22.05 images loaded, stand-in GPUs advertised by patching the nodes' status, and the operator running as
+`sunk operator run` (kopf) in a separate process. The tests run in order and share the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from sunkbridge.images.base import image_exists
+from sunkbridge.k8s.client import api_client
+from sunkbridge.lanes.daemons import free_port
+from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
+from sunkbridge.lanes.nodes import REAL_POOL, RealNodes, Site
+from sunkbridge.operator.kube import Kube
+from sunkbridge.operator.spec import GROUP, PLURAL, VERSION
+from sunkbridge.operator.tools import kubectl
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = tuple(f"local/sunk-{role}:22.05" for role in ("slurmctld", "slurmd", "login"))
+NODES = ("sunk-op-node-1", "sunk-op-node-2")
+NS = "default"
+NAME = "op"
+
+
+@dataclass
+class Env:
+    lane: KubeLane
+    kube: Kube
+    core: client.CoreV1Api
+    operator_log: Path
+    ready_seconds: float = 0.0
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+        proc = subprocess.run([str(kubectl()), "--kubeconfig", str(self.lane.kubeconfig), *args],
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def login(self, script: str, check: bool = True) -> str:
+        return self.kubectl("exec", f"deploy/{NAME}-login", "--", "bash", "-c", script, check=check)
+
+    def cluster(self) -> dict[str, Any]:
+        return dict(self.kube.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, NAME))
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        return next((c for c in self.cluster().get("status", {}).get("conditions", []) if c["type"] == kind), {})
+
+    def ctld_restarts(self) -> int:
+        pod = self.core.read_namespaced_pod(f"{NAME}-slurmctld-0", NS)
+        return sum(cs.restart_count for cs in pod.status.container_statuses or [])
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 180, interval: float = 2) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (AssertionError, client.ApiException, subprocess.SubprocessError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s" + (f" (last error: {last})" if last else ""))
+
+
+def _cluster_body() -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SlurmCluster", "metadata": {"name": NAME, "namespace": NS},
+            "spec": {"imagePullPolicy": "Never", "controller": {"persistence": {"enabled": False}},
+                     "pools": [{"name": "real", "default": True, "mode": "slurmd",
+                                "nodeSelector": {"sunkbridge.io/pool": REAL_POOL},
+                                "partitionOptions": {"MaxTime": "1:00:00"}}]}}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    missing = [image for image in IMAGES if not image_exists(image)]
+    if missing:
+        pytest.skip(f"images {missing} are not built; run `sunk images build` first")
+    base = tmp_path_factory.mktemp("k8s-operator")
+    lane = KubeLane(KubeLaneConfig(base_dir=base, api_port=free_port(), etcd_port=free_port(),
+                                   etcd_peer_port=free_port()))
+    lane.start()
+    nodes = RealNodes(lane, Site(2, "sunk-op-node-"))
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        nodes.up(2, images=IMAGES)
+        api = api_client(lane.kubeconfig)
+        e = Env(lane, Kube(api), client.CoreV1Api(api), base / "operator.log")
+        for node in NODES:  # two stand-in GPUs per node, as a device plugin would advertise them
+            e.kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p",
+                      '{"status":{"capacity":{"nvidia.com/gpu":"2"},"allocatable":{"nvidia.com/gpu":"2"}}}')
+            e.kubectl("label", "node", node, "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", "--overwrite")
+        e.kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "crds"))
+        e.kubectl("wait", "--for=condition=Established", "crd/slurmclusters.sunkbridge.io")
+        with e.operator_log.open("wb") as sink:
+            operator = subprocess.Popen([sys.executable, "-m", "sunkbridge", "operator", "run", "-A", "--liveness",
+                                         ""], env={**os.environ, "KUBECONFIG": str(lane.kubeconfig)},
+                                        stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+        time.sleep(3)
+        started = time.monotonic()
+        e.kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, _cluster_body())
+        wait_for("SlurmCluster Ready", lambda: e.condition("Ready").get("status") == "True", timeout=240)
+        e.ready_seconds = time.monotonic() - started
+        yield e
+        # Delete while the operator runs, so its finalizer goes too.
+        e.kubectl("delete", "slurmcluster", NAME, "--timeout=60s", check=False)
+    finally:
+        if operator is not None:
+            operator.terminate()
+            try:
+                operator.wait(20)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+        nodes.down()
+        lane.stop()
+
+
+def test_cluster_is_ready_and_sinfo_shows_gpu_partition(env: Env) -> None:
+    print(f"apply → Ready: {env.ready_seconds:.1f}s")
+    out = env.login("sinfo -h -o '%P|%D|%G|%l|%t'").split()
+    assert out == ["real*|2|gpu:h100:2|1:00:00|idle"]
+    pods = {p.metadata.name: p for p in env.core.list_namespaced_pod(NS).items}
+    assert {f"{NAME}-slurmctld-0", f"{NAME}-slurmd-sunk-op-node-1", f"{NAME}-slurmd-sunk-op-node-2"} <= set(pods)
+    assert pods[f"{NAME}-slurmd-sunk-op-node-2"].spec.node_name == "sunk-op-node-2"
+    shown = env.kubectl("get", "slurmclusters", NAME).splitlines()[1].split()
+    assert shown[:6] == [NAME, "True", "2", "2", "0", "0"]
+
+
+def test_two_node_sbatch_job_completes_in_slurmd_pods(env: Env) -> None:
+    job = env.login("sbatch --parsable -N2 --gres=gpu:h100:2 -o /tmp/two-%j.out "
+                    "--wrap 'srun hostname; echo gpus=$SLURM_GPUS_ON_NODE'").strip()
+
+    def done() -> bool:
+        return "JobState=COMPLETED" in env.login(f"scontrol show job {job} -o")
+
+    wait_for(f"job {job} completed", done, timeout=90)
+    assert "ExitCode=0:0" in env.login(f"scontrol show job {job} -o")
+    out = env.kubectl("exec", f"{NAME}-slurmd-sunk-op-node-1", "--", "cat", f"/tmp/two-{job}.out").split()
+    assert sorted(out[:2]) == list(NODES) and out[2] == "gpus=2"
+
+
+def test_partition_change_rolls_out_while_jobs_wait(env: Env) -> None:
+    running = env.login("sbatch --parsable -N2 --exclusive -o /dev/null --wrap 'sleep 60'").strip()
+    queued = env.login("sbatch --parsable -N2 -o /dev/null --wrap 'hostname'").strip()
+    wait_for("first job running", lambda: f"{running} R" in env.login("squeue -h -o '%i %t'"), timeout=60)
+    restarts = env.ctld_restarts()
+    env.kubectl("patch", "slurmcluster", NAME, "--type=json", "-p",
+                '[{"op":"replace","path":"/spec/pools/0/partitionOptions/MaxTime","value":"2:00:00"}]')
+    wait_for("MaxTime rolled out", lambda: "MaxTime=02:00:00" in env.login("scontrol show partition real -o"),
+             timeout=60)
+    states = env.login("squeue -h -o '%i %t'")
+    assert f"{running} R" in states and f"{queued} PD" in states
+    assert env.ctld_restarts() == restarts, "a partition option must apply with scontrol reconfigure"
+    # A change Slurm only takes at start: slurmctld restarts from its saved state; the jobs stay.
+    env.kubectl("patch", "slurmcluster", NAME, "--type=merge", "-p",
+                '{"spec":{"slurmConf":{"overrides":{"SchedulerType":"sched/builtin"}}}}')
+    wait_for("slurmctld restarted", lambda: env.ctld_restarts() > restarts, timeout=90)
+    wait_for("new scheduler active", lambda: "sched/builtin" in env.login("scontrol show config"), timeout=90)
+    states = env.login("squeue -h -o '%i %t'")
+    assert running in states and queued in states
+    wait_for("both jobs finished", lambda: not env.login("squeue -h -o %i").strip(), timeout=120)
+    assert "JobState=COMPLETED" in env.login(f"scontrol show job {queued} -o")
+
+
+def test_node_leaving_the_pool_is_drained_before_its_pod_goes(env: Env) -> None:
+    job = env.login("sbatch --parsable -w sunk-op-node-2 -o /dev/null --wrap 'sleep 25'").strip()
+    wait_for("job running", lambda: f"{job} R" in env.login("squeue -h -o '%i %t'"), timeout=60)
+    env.kubectl("label", "node", "sunk-op-node-2", "sunkbridge.io/pool=elsewhere", "--overwrite")
+    pod = f"{NAME}-slurmd-sunk-op-node-2"
+
+    def draining() -> bool:
+        return "sunk-op-node-2 drng" in env.login("sinfo -h -N -o '%N %t'")
+
+    wait_for("node draining", draining, timeout=60)
+    assert env.core.read_namespaced_pod(pod, NS).metadata.deletion_timestamp is None
+    reason = env.login("scontrol show node sunk-op-node-2 -o")
+    assert "Reason=sunk: node left pool real" in reason
+    pools = env.cluster()["status"]["pools"]
+    assert pools[0].get("draining") == ["sunk-op-node-2"] or f"{job}" in env.login("squeue -h -o %i")
+    assert f"{job} R" in env.login("squeue -h -o '%i %t'"), "the job keeps running while its node drains"
+
+    def pod_gone() -> bool:
+        return pod not in {p.metadata.name for p in env.core.list_namespaced_pod(NS).items}
+
+    wait_for("slurmd pod deleted after the job", pod_gone, timeout=120)
+    # The node's removal restarts slurmctld from saved state; the finished job's record survives it.
+    wait_for(f"job {job} recorded as completed",
+             lambda: "JobState=COMPLETED" in env.login(f"scontrol show job {job} -o", check=False), timeout=120)
+    wait_for("node gone from Slurm", lambda: "sunk-op-node-2" not in env.login("sinfo -h -N -o %N"), timeout=120)
