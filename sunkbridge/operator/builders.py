@@ -72,7 +72,7 @@ def gpu_type(product: str | None) -> str | None:
     if not product:
         return None
     for token in re.split(r"[-_ ]", product.lower()):
-        if re.fullmatch(r"[a-z]{1,2}[0-9]{2,4}[a-z]?", token):
+        if re.fullmatch(r"[a-z]{1,2}[0-9]{1,4}[a-z]?", token):
             return token
     cleaned = re.sub(r"[^a-z0-9]", "", product.lower())
     return cleaned[:20] or None

@@ -1,0 +1,113 @@
+"""The operator's pure pieces: spec parsing, node → Slurm node mapping, manifests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sunkbridge.operator import builders as b
+from sunkbridge.operator.spec import SpecError, parse_cluster
+from sunkbridge.slurm.conf import render_all
+
+
+def _body(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"pools": [{"name": "h100", "default": True, "nodeSelector": {"pool": "h100"},
+                                       "featureLabels": ["nvidia.com/gpu.product"], "topologyLabel": "rack"},
+                                      {"name": "pg", "mode": "podgroup", "nodeSelector": {"pool": "pg"}}]}
+    base.update(spec)
+    return {"metadata": {"name": "c1", "namespace": "hpc", "uid": "u-1"}, "spec": base}
+
+
+def _node(name: str, pool: str, gpus: str | None = "8", **labels: str) -> dict[str, Any]:
+    alloc = {"cpu": "96", "memory": "1024Gi"}
+    if gpus:
+        alloc["nvidia.com/gpu"] = gpus
+    return {"metadata": {"name": name, "labels": {"pool": pool, "rack": "r1",
+                                                  "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", **labels}},
+            "status": {"allocatable": alloc}}
+
+
+def test_spec_defaults_and_pools() -> None:
+    spec = parse_cluster(_body())
+    assert spec.cluster_name == "c1" and spec.namespace == "hpc"
+    assert [p.mode for p in spec.pools] == ["slurmd", "podgroup"]
+    assert spec.default_pool == "h100"
+    assert spec.images["slurmctld"] == "local/sunk-slurmctld:22.05"
+    assert spec.munge_secret_name == "c1-munge"
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"slurmConf": {"overrides": {"NodeName": "x"}}}, "spec.slurmConf.overrides.NodeName"),
+    ({"slurmConf": {"overrides": {"Max Jobs": "1"}}}, "spec.slurmConf.overrides.Max Jobs"),
+    ({"pools": [{"name": "a", "nodeSelector": {"a": "1"}}, {"name": "b", "partition": "a",
+                                                         "nodeSelector": {"a": "2"}}]}, "spec.pools[1].partition"),
+    ({"pools": [{"name": "a", "nodeSelector": {}}]}, "spec.pools[0]"),
+    ({"accounting": {"enabled": True}}, "spec.accounting.database"),
+])
+def test_bad_specs_name_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_cluster(_body(**spec))
+    assert str(err.value).startswith(field)
+
+
+def test_node_becomes_slurm_node_from_allocatable_and_labels() -> None:
+    spec = parse_cluster(_body())
+    m = b.member_of(spec, "h100", _node("gpu-node.example", "h100"))
+    assert (m.slurm_name, m.cpus, m.memory_mb, m.gpus, m.gpu_type) == ("gpu-node-example", 96, 1_048_576, 8, "h100")
+    assert m.features == ("NVIDIA-H100-80GB-HBM3",) and m.switch == "r1"
+    cpu = b.member_of(spec, "pg", _node("c1", "pg", gpus=None))
+    assert cpu.gpus == 0 and cpu.gpu_type is None
+
+
+@pytest.mark.parametrize(("product", "expected"), [
+    ("NVIDIA-H100-80GB-HBM3", "h100"), ("NVIDIA-A100-SXM4-80GB", "a100"), ("Tesla-T4", "t4"),
+    ("NVIDIA-L40S", "l40s"), (None, None)])
+def test_gpu_type_from_product_label(product: str | None, expected: str | None) -> None:
+    assert b.gpu_type(product) == expected
+
+
+def test_slurmd_pod_is_pinned_named_and_wired() -> None:
+    spec = parse_cluster(_body())
+    pod = b.slurmd_pod(spec, "u-1", b.member_of(spec, "h100", _node("n-1", "h100")))
+    assert pod["metadata"]["name"] == "c1-slurmd-n-1"
+    assert pod["spec"]["nodeName"] == "n-1" and pod["spec"]["hostname"] == "n-1"
+    assert pod["spec"]["subdomain"] == "c1-slurmd"
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["SUNK_CONF_SERVER"] == "c1-slurmctld-0.c1-slurmctld.hpc.svc.cluster.local:6817"
+    assert env["SUNK_GPUS"] == "8"
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_controller_statefulset_persistence_and_conf_seed() -> None:
+    sts = b.controller_statefulset(parse_cluster(_body()), "u-1")
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert sts["spec"]["template"]["spec"]["initContainers"][0]["name"] == "conf"
+    ephemeral = b.controller_statefulset(parse_cluster(_body(controller={"persistence": {"enabled": False}})), "u")
+    assert "volumeClaimTemplates" not in ephemeral["spec"]
+    assert {"name": "state", "emptyDir": {}} in ephemeral["spec"]["template"]["spec"]["volumes"]
+
+
+def test_conf_inputs_render_pools_as_partitions() -> None:
+    spec = parse_cluster(_body(podgroup={"launcherPath": "/opt/l"}))
+    members = {m.slurm_name: (m, "10.0.0.1") for m in [b.member_of(spec, "h100", _node("n-1", "h100"))]}
+    files = render_all(b.conf_inputs(spec, members))
+    assert "SlurmctldHost=c1-slurmctld-0(c1-slurmctld-0.c1-slurmctld.hpc.svc.cluster.local)" in files["slurm.conf"]
+    assert "PartitionName=h100 Nodes=n-1 Default=YES State=UP" in files["slurm.conf"]
+    assert 'local launcher = "/opt/l"' in files["job_submit.lua"]
+
+
+def test_busy_pdb_selects_busy_slurmd_pods() -> None:
+    pdb = b.busy_pdb(parse_cluster(_body()), "u")
+    assert pdb["spec"]["maxUnavailable"] == 0
+    assert pdb["spec"]["selector"]["matchLabels"][b.BUSY_LABEL] == "true"
+
+
+def test_accounting_adds_slurmdbd() -> None:
+    spec = parse_cluster(_body(accounting={"enabled": True, "database": {
+        "host": "mariadb", "passwordSecretRef": {"name": "db"}}}))
+    files = render_all(b.conf_inputs(spec, {}))
+    assert "AccountingStorageHost=c1-slurmdbd" in files["slurm.conf"]
+    assert "StorageHost=mariadb" in b.slurmdbd_conf(spec)
+    dep = b.slurmdbd_deployment(spec, "u")
+    assert dep["spec"]["template"]["spec"]["volumes"][-1]["secret"]["secretName"] == "db"
