@@ -107,7 +107,7 @@ def run(nodes: int, pools: int = 4, samples: int = 20, keep: bool = False) -> di
         slurm = CliSlurmClient(slurm_lane.env())
         argv = [sys.executable, "-m", "sunkbridge.syncer", f"--kubeconfig={kube.kubeconfig}",
                 f"--slurm-conf={slurm_lane.paths.slurm_conf}", f"--pools={','.join(s.name for s in specs)}",
-                "--poll=1.0"]
+                "--poll=1.0", "--node-addr=127.0.0.1"]
         started = time.monotonic()
         proc = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
                                 stderr=subprocess.DEVNULL)

@@ -108,9 +108,11 @@ class NewNode:
     memory_mb: int
     gres: str = ""
     features: tuple[str, ...] = ()
+    #: The address slurmctld uses for the node; None lets Slurm resolve the node name.
+    addr: str | None = None
 
-    def shape(self) -> tuple[int, int, str, tuple[str, ...]]:
-        return (self.cpus, self.memory_mb, self.gres, self.features)
+    def shape(self) -> tuple[int, int, str, tuple[str, ...], str | None]:
+        return (self.cpus, self.memory_mb, self.gres, self.features, self.addr)
 
 
 class SlurmClient(Protocol):
@@ -250,13 +252,15 @@ def _chunks(names: Sequence[str]) -> Iterable[str]:
 
 def create_arguments(nodes: Sequence[NewNode]) -> list[list[str]]:
     """`scontrol create` argument lists: one per node shape, naming the nodes as a hostlist."""
-    shapes: dict[tuple[int, int, str, tuple[str, ...]], list[str]] = {}
+    shapes: dict[tuple[int, int, str, tuple[str, ...], str | None], list[str]] = {}
     for node in nodes:
         shapes.setdefault(node.shape(), []).append(node.name)
     calls: list[list[str]] = []
-    for (cpus, memory, gres, features), names in shapes.items():
+    for (cpus, memory, gres, features, addr), names in shapes.items():
         for hostlist in _chunks(names):
             argv = ["create", f"NodeName={hostlist}", f"CPUs={cpus}", f"RealMemory={memory}"]
+            if addr:
+                argv.append(f"NodeAddr={addr}")
             if gres:
                 argv.append(f"Gres={gres}")
             if features:

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resync", type=float, default=300.0, help="seconds between full resyncs")
     parser.add_argument("--namespace", default="default", help="namespace for Events and the status ConfigMap")
     parser.add_argument("--topology-path", type=Path, help="write topology.conf switches here")
+    parser.add_argument("--node-addr", help="NodeAddr of created Slurm nodes (default: Slurm resolves the name)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format='{"t":"%(asctime)s","level":"%(levelname)s","msg":%(message)r}')
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             out = cli._run("scontrol", "token", "lifespan=3600").stdout
             return out.strip().split("=", 1)[1]
         slurm = RestSlurmClient(args.restd_url, token, cli)
-    config = SyncerConfig(pools, slurm_poll_interval=args.poll, resync_interval=args.resync,
+    config = SyncerConfig(pools, slurm_poll_interval=args.poll, resync_interval=args.resync, node_addr=args.node_addr,
                           namespace=args.namespace, topology_path=args.topology_path)
     print(json.dumps({"syncer": "started", "pools": [p.name for p in pools]}), file=sys.stderr, flush=True)
     Syncer(config, api_client(args.kubeconfig.expanduser()), slurm).run_forever()

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,9 @@ class SyncerConfig:
     status_configmap: str = "sunkbridge-syncer"
     topology_path: Path | None = None
     watch_timeout: int = 240
+    #: NodeAddr for the Slurm nodes the syncer creates; None lets slurmctld resolve node names. Pools of
+    #: simulated nodes (no slurmd, names no resolver knows) set a local address so slurmctld never waits on DNS.
+    node_addr: str | None = None
 
 
 @dataclass
@@ -370,7 +373,7 @@ class Syncer:
             snode = slurm.get(sname)
             if want is not None:
                 if snode is None:
-                    creates.append(want.new_node())
+                    creates.append(replace(want.new_node(), addr=self.config.node_addr))
                     again.add(name)
                     continue
                 if not snode.dynamic and node_pool_of(snode) is None:
@@ -414,7 +417,10 @@ class Syncer:
             self.slurm.create_nodes(creates)
             log.info("created %d slurm node(s)", len(creates))
         # Partitions: the pool's nodes, plus nodes still leaving, plus members the syncer does not manage.
-        refreshed = self.slurm.nodes() if creates or removable or actions else slurm
+        # After state changes alone the cached view is updated in place (the next poll confirms it); node
+        # creation and removal need a fresh read.
+        refreshed = self.slurm.nodes() if creates or removable else _with_actions(slurm, actions)
+        partitions_set = False
         managed = {n for n, s in refreshed.items() if node_pool_of(s) in pool_features}
         leaving = set(removable)
         for pool in pools:
@@ -427,13 +433,14 @@ class Syncer:
             want_members -= leaving
             if current is None or want_members != current:
                 self.slurm.set_partition_nodes(pool.partition_name, sorted(want_members))
+                partitions_set = True
                 log.info("partition %s: %d node(s)", pool.partition_name, len(want_members))
         if removable:
             self.slurm.delete_nodes(removable)
             log.info("removed %d slurm node(s) that left their pool", len(removable))
-        if creates or removable or actions:
+        if creates or removable or actions or partitions_set:
             nodes_now = refreshed if not removable else self.slurm.nodes()
-            parts_now = self.slurm.partitions()
+            parts_now = self.slurm.partitions() if creates or removable or partitions_set else parts
             with self._lock:
                 self._slurm_gen += 1
                 self._slurm_nodes = nodes_now
@@ -532,6 +539,26 @@ class Syncer:
             self._status_written = doc
         except ApiException as exc:
             log.warning("could not write status ConfigMap: %s", exc.reason)
+
+
+def _with_actions(nodes: Mapping[str, SlurmNode],
+                  actions: Mapping[tuple[str, str], list[str]]) -> dict[str, SlurmNode]:
+    """The node view after the drain/down/resume commands just sent to Slurm succeeded."""
+    view = dict(nodes)
+    for (action, reason), names in actions.items():
+        for name in names:
+            node = view.get(name)
+            if node is None:
+                continue
+            if action == "drain":
+                view[name] = replace(node, flags=node.flags | {"DRAIN"}, reason=reason)
+            elif action == "down":
+                view[name] = replace(node, state="down", reason=reason)
+            else:
+                state = "idle" if node.down else node.state
+                view[name] = replace(node, state=state, flags=node.flags - {"DRAIN", "FAIL"}, reason="",
+                                     reason_user="")
+    return view
 
 
 def _condition_reason(user: str) -> str:

@@ -66,6 +66,7 @@ def run_syncer(kube_api: client.ApiClient, slurm: CliSlurmClient,
     started: list[Syncer] = []
 
     def start(pools: list[NodePool], **kw: object) -> Syncer:
+        kw.setdefault("node_addr", "127.0.0.1")  # KWOK nodes: no slurmd, names no resolver knows
         config = SyncerConfig(pools, slurm_poll_interval=0.3, topology_path=tmp_path / "topology.conf",
                               **kw)  # type: ignore[arg-type]
         syncer = Syncer(config, kube_api, slurm).start()

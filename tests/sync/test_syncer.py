@@ -199,7 +199,7 @@ def test_syncer_killed_midway_and_restarted_converges(
     kube.add_pools([PoolSpec("sk", 6, gpu_product="NVIDIA-H100-80GB-HBM3")])
     argv = [sys.executable, "-m", "sunkbridge.syncer", f"--kubeconfig={kube.kubeconfig}",
             f"--slurm-conf={slurm_lane.paths.slurm_conf}", "--pools=sk", "--poll=0.3",
-            f"--restd-url={slurm_lane.restd_url}"]
+            f"--restd-url={slurm_lane.restd_url}", "--node-addr=127.0.0.1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
     try:
