@@ -281,6 +281,16 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     problem = parse_check(files) if local_check else None
     conf_path = f"/api/v1/namespaces/{ns}/configmaps/{b.conf_map_name(spec)}"
     current_map = kube.get_or_none(conf_path)
+    map_hash = (current_map or {}).get("metadata", {}).get("annotations", {}).get(b.CONF_HASH_ANNOTATION)
+    ctl_pod = next((p for p in pods if p["metadata"]["name"] == b.controller_host(spec)), None)
+    ctl_usable = (ctl_pod is not None and _ready(ctl_pod)
+                  and _exec_backoff.get(ctl_pod["metadata"]["uid"], 0.0) <= time.monotonic())
+    if not problem and map_hash != digest and ctl_usable and ctl_pod is not None:
+        # Slurm's own parser in the slurmctld image judges the candidate before any pod can see it.
+        try:
+            problem = Slurm(kube, ns, ctl_pod["metadata"]["name"]).stage(files)
+        except RuntimeError:
+            problem = None  # not answering: the rollout step reports it
     if problem:
         conds.set("ConfigRendered", False, "SlurmRejected",
                   f"slurm.conf refused by Slurm's parser, not rolled out: {problem}")
@@ -310,7 +320,6 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     if configs:
         conds.set("PodsConfigured", False, "MissingReference", "; ".join(configs[:5]))
 
-    ctl_pod = next((p for p in pods if p["metadata"]["name"] == b.controller_host(spec)), None)
     states: dict[str, tuple[str, str]] | None = None
     draining: dict[str, list[str]] = {}
     if ctl_pod is None or not _ready(ctl_pod):
