@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sunk_cli.bench_cmd import bench
+from sunk_cli.bench_submit_cmd import submit as bench_submit
 from sunk_cli.dev import dev
 from sunk_cli.images import images
 from sunk_cli.inspect_cmd import inspect_cmd
@@ -24,5 +25,6 @@ main.add_command(inspect_cmd)
 main.add_command(images)
 main.add_command(status_cmd)
 main.add_command(bench)
+bench.add_command(bench_submit)
 main.add_command(operator)
 main.add_command(render)

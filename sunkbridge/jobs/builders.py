@@ -50,6 +50,7 @@ class BridgeSettings:
     termination_grace_seconds: int = 2
     gpu_resource: str = "nvidia.com/gpu"
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def build_pod(job: JobView, rank: int, settings: BridgeSettings) -> dict[str, An
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {**_meta(job, job.pod_name(rank), settings, **{LABEL_RANK: str(rank)}),
-                     "annotations": {f"{GROUP}/slurm-node": str(node["name"])}},
+                     "annotations": {**settings.pod_annotations, f"{GROUP}/slurm-node": str(node["name"])}},
         "spec": {
             "nodeName": node.get("kubernetesNode") or node["name"],
             "hostname": hostname(node["name"]), "subdomain": job.service,
