@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,6 +48,6 @@ class NodePool:
         """The Slurm partition of this pool (the pool's name unless set)."""
         return self.partition or self.name
 
-    def matches(self, labels: dict[str, str]) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         """True when a node with `labels` belongs to this pool."""
         return all(labels.get(key) == value for key, value in self.selector.items())

@@ -176,7 +176,7 @@ class PoolChoice:
 
 def choose_pool(node: K8sNode, pools: Sequence[NodePool]) -> PoolChoice:
     """The one pool whose selector matches the node; two matching pools claim it for neither."""
-    matching = [p for p in pools if p.matches(dict(node.labels))]
+    matching = [p for p in pools if p.matches(node.labels)]
     if len(matching) > 1:
         names = ", ".join(p.name for p in matching)
         return PoolChoice(None, f"node {node.name} is claimed by pools {names}; it joins none of them until "

@@ -121,6 +121,7 @@ class Syncer:
         self._status_written = ""
         self._topology_written = ""
         self._converged = threading.Event()
+        self._desired_cache: dict[tuple[str, str, str], DesiredNode] = {}
         self.applied = 0  # state changes sent to Slurm (for tests and the benchmark)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -330,6 +331,7 @@ class Syncer:
         # Every node's pool and Slurm name; collisions and conflicts are reported, not guessed.
         desired: dict[str, DesiredNode] = {}
         owner_of: dict[str, str] = {}
+        fresh_cache: dict[tuple[str, str, str], DesiredNode] = {}
         for name in sorted(k8s):
             k_node = k8s[name]
             choice = choose_pool(k_node, pools)
@@ -338,7 +340,9 @@ class Syncer:
                 warnings.append(choice.problem)
             if choice.pool is None:
                 continue
-            shape = desired_node(k_node, choice.pool)
+            key = (name, k_node.resource_version, choice.pool.name)
+            shape = self._desired_cache.get(key) or desired_node(k_node, choice.pool)
+            fresh_cache[key] = shape
             if shape.slurm_name in owner_of:
                 problem = (f"node {name} would be Slurm node {shape.slurm_name}, already used by "
                            f"{owner_of[shape.slurm_name]}; rename one of them")
@@ -353,6 +357,7 @@ class Syncer:
             for problem in shape.problems:
                 self._event(k_node, "BadNodeInput", f"node {name}: {problem}")
                 warnings.append(f"node {name}: {problem}")
+        self._desired_cache = fresh_cache  # shapes depend only on the node's content and its pool
         for pool in pools:
             if not any(d.pool == pool.name for d in desired.values()):
                 warnings.append(f"pool {pool.name}: selector {pool.selector} matches no Kubernetes node")
@@ -425,8 +430,8 @@ class Syncer:
         leaving = set(removable)
         for pool in pools:
             members = {d.slurm_name for d in desired.values() if d.pool == pool.name and d.slurm_name in refreshed}
-            staying = {n for n, s in refreshed.items()
-                       if node_pool_of(s) == feature_value(pool.name) and n not in leaving}
+            marker = feature_value(pool.name)
+            staying = {n for n, s in refreshed.items() if node_pool_of(s) == marker and n not in leaving}
             current = set(parts[pool.partition_name].nodes) if pool.partition_name in parts else None
             keep = {n for n in (current or set()) if n not in managed and n in refreshed}
             want_members = members | {n for n in staying if n in (current or set())} | keep
