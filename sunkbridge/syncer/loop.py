@@ -42,6 +42,7 @@ from sunkbridge.syncer.decide import (
     DesiredNode,
     K8sNode,
     Marking,
+    PoolChoice,
     choose_pool,
     desired_node,
     feature_value,
@@ -121,7 +122,8 @@ class Syncer:
         self._status_written = ""
         self._topology_written = ""
         self._converged = threading.Event()
-        self._desired_cache: dict[tuple[str, str, str], DesiredNode] = {}
+        # (node name, resourceVersion) -> its pool and desired shape; pools are fixed for a syncer's life
+        self._desired_cache: dict[tuple[str, str], tuple[PoolChoice, DesiredNode | None]] = {}
         self.applied = 0  # state changes sent to Slurm (for tests and the benchmark)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -331,18 +333,21 @@ class Syncer:
         # Every node's pool and Slurm name; collisions and conflicts are reported, not guessed.
         desired: dict[str, DesiredNode] = {}
         owner_of: dict[str, str] = {}
-        fresh_cache: dict[tuple[str, str, str], DesiredNode] = {}
+        fresh_cache: dict[tuple[str, str], tuple[PoolChoice, DesiredNode | None]] = {}
         for name in sorted(k8s):
             k_node = k8s[name]
-            choice = choose_pool(k_node, pools)
+            key = (name, k_node.resource_version)
+            cached = self._desired_cache.get(key)
+            if cached is None:
+                choice = choose_pool(k_node, pools)
+                cached = (choice, desired_node(k_node, choice.pool) if choice.pool else None)
+            fresh_cache[key] = cached
+            choice, shape = cached
             if choice.problem:
                 self._event(k_node, "PoolConflict", choice.problem)
                 warnings.append(choice.problem)
-            if choice.pool is None:
+            if shape is None:
                 continue
-            key = (name, k_node.resource_version, choice.pool.name)
-            shape = self._desired_cache.get(key) or desired_node(k_node, choice.pool)
-            fresh_cache[key] = shape
             if shape.slurm_name in owner_of:
                 problem = (f"node {name} would be Slurm node {shape.slurm_name}, already used by "
                            f"{owner_of[shape.slurm_name]}; rename one of them")
