@@ -418,10 +418,14 @@ def slurmdbd_deployment(spec: ClusterSpec, uid: str) -> Manifest:
     return _deployment(spec, uid, "slurmdbd", 1, container, volumes)
 
 
-def busy_pdb(spec: ClusterSpec, uid: str) -> Manifest:
-    """No voluntary eviction of slurmd pods whose Slurm node runs jobs (the operator labels them busy)."""
+def busy_pdb(spec: ClusterSpec, uid: str, busy: int = 0) -> Manifest:
+    """No voluntary eviction of slurmd pods whose Slurm node runs jobs (the operator labels them busy).
+
+    The pods are owned by the SlurmCluster, which has no scale subresource, so Kubernetes accepts only an
+    integer minAvailable here: it is the number of busy pods, which leaves no eviction allowed among them.
+    """
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": _meta(spec, f"{spec.name}-busy", "slurmd", uid),
-            "spec": {"maxUnavailable": 0,
+            "spec": {"minAvailable": busy,
                      "selector": {"matchLabels": {CLUSTER_LABEL: spec.name, COMPONENT_LABEL: "slurmd",
                                                   BUSY_LABEL: "true"}}}}

@@ -304,7 +304,6 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     kube.apply(b.headless_service(spec, uid, "slurmd", b.SLURMD_PORT))
     kube.apply(b.controller_statefulset(spec, uid))
     kube.apply(b.login_deployment(spec, uid))
-    kube.apply(b.busy_pdb(spec, uid))
     if spec.restapi_replicas:
         kube.apply(b.restapi_deployment(spec, uid))
         kube.apply(b.service(spec, uid, "restapi", b.RESTD_PORT))
@@ -322,6 +321,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
 
     states: dict[str, tuple[str, str]] | None = None
     draining: dict[str, list[str]] = {}
+    busy = sum(p["metadata"]["labels"].get(b.BUSY_LABEL) == "true" for p in slurmd_pods.values())
     if ctl_pod is None or not _ready(ctl_pod):
         conds.set("ControllerReady", False, "NotReady", "slurmctld pod is not ready yet")
         result.requeue = min(result.requeue, 5)
@@ -334,7 +334,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
                 _rollout(kube, slurm, ctl_pod, files, digest, conds, result)
             states = slurm.node_states()
             draining = _remove_leaving(kube, slurm, spec, leaving, states, result)
-            _label_busy(kube, ns, slurmd_pods, states)
+            busy = _label_busy(kube, ns, slurmd_pods, states)
             conds.set("ControllerReady", True, "Answering", "slurmctld answers")
         except (RuntimeError, ApiException, OSError) as exc:
             message = f"slurmctld does not answer: {exc}"
@@ -342,6 +342,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
             _exec_backoff[ctl_pod["metadata"]["uid"]] = time.monotonic() + 30
             _exec_errors[ctl_pod["metadata"]["uid"]] = message
             result.requeue = min(result.requeue, 5)
+    kube.apply(b.busy_pdb(spec, uid, busy))
     if states is None and leaving:
         for name, pod in leaving.items():
             draining.setdefault(pod["metadata"]["labels"].get(b.POOL_LABEL, ""), []).append(name)
@@ -413,13 +414,17 @@ def _remove_leaving(kube: Kube, slurm: Slurm, spec: ClusterSpec, leaving: Mappin
 
 
 def _label_busy(kube: Kube, ns: str, slurmd_pods: Mapping[str, Mapping[str, Any]],
-                states: Mapping[str, tuple[str, str]]) -> None:
+                states: Mapping[str, tuple[str, str]]) -> int:
+    """Label slurmd pods of nodes with jobs as busy (and unlabel the others); returns how many are busy."""
+    count = 0
     for name, pod in slurmd_pods.items():
         busy = name in states and states[name][1] in _ALLOCATED | {"drng"}
+        count += busy
         has = pod["metadata"]["labels"].get(b.BUSY_LABEL) == "true"
         if busy != has:
             kube.merge_patch(f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}",
                              {"metadata": {"labels": {b.BUSY_LABEL: "true" if busy else None}}})
+    return count
 
 
 def _pool_status(spec: ClusterSpec, status: dict[str, Any], conds: Conditions, members: Mapping[str, b.Member],

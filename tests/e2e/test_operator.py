@@ -181,8 +181,17 @@ def test_partition_change_rolls_out_while_jobs_wait(env: Env) -> None:
 def test_node_leaving_the_pool_is_drained_before_its_pod_goes(env: Env) -> None:
     job = env.login("sbatch --parsable -w sunk-op-node-2 -o /dev/null --wrap 'sleep 25'").strip()
     wait_for("job running", lambda: f"{job} R" in env.login("squeue -h -o '%i %t'"), timeout=60)
-    env.kubectl("label", "node", "sunk-op-node-2", "sunkbridge.io/pool=elsewhere", "--overwrite")
     pod = f"{NAME}-slurmd-sunk-op-node-2"
+
+    def busy() -> bool:
+        labels = env.core.read_namespaced_pod(pod, NS).metadata.labels or {}
+        return labels.get("sunkbridge.io/busy") == "true"
+
+    wait_for("busy node's pod covered by the PodDisruptionBudget", busy, timeout=60)
+    wait_for("PodDisruptionBudget allows no eviction of the busy pod", lambda: env.kubectl(
+        "get", "pdb", f"{NAME}-busy", "-o", "jsonpath={.status.expectedPods} {.status.disruptionsAllowed}",
+    ).split() == ["1", "0"], timeout=60)
+    env.kubectl("label", "node", "sunk-op-node-2", "sunkbridge.io/pool=elsewhere", "--overwrite")
 
     def draining() -> bool:
         return "sunk-op-node-2 drng" in env.login("sinfo -h -N -o '%N %t'")
@@ -239,3 +248,15 @@ def test_missing_image_appears_in_status(env: Env) -> None:
         wait_for("ImagesAvailable False naming the image", reported, timeout=120)
     finally:
         env.kubectl("delete", "slurmcluster", "noimage", "--timeout=60s", check=False)
+
+
+def test_node_joining_the_pool_becomes_an_idle_slurm_node(env: Env) -> None:
+    env.kubectl("label", "node", "sunk-op-node-2", f"sunkbridge.io/pool={REAL_POOL}", "--overwrite")
+
+    def both_idle() -> bool:
+        return env.login("sinfo -h -N -o '%N %t'", check=False).split() == [
+            "sunk-op-node-1", "idle", "sunk-op-node-2", "idle"]
+
+    wait_for("sunk-op-node-2 back in Slurm, idle", both_idle, timeout=180)
+    wait_for("SlurmCluster Ready with 2 nodes", lambda: env.condition("Ready").get("status") == "True"
+             and env.cluster()["status"].get("nodes") == 2, timeout=60)

@@ -98,8 +98,8 @@ def test_conf_inputs_render_pools_as_partitions() -> None:
 
 
 def test_busy_pdb_selects_busy_slurmd_pods() -> None:
-    pdb = b.busy_pdb(parse_cluster(_body()), "u")
-    assert pdb["spec"]["maxUnavailable"] == 0
+    pdb = b.busy_pdb(parse_cluster(_body()), "u", busy=3)
+    assert pdb["spec"]["minAvailable"] == 3
     assert pdb["spec"]["selector"]["matchLabels"][b.BUSY_LABEL] == "true"
 
 
