@@ -296,3 +296,65 @@ srun --unbuffered --output {folder}/%j_%t_log.out --error {folder}/%j_%t_log.err
     assert bridge.wait_state(job, FINAL)["JobState"] == "COMPLETED"
     assert (folder / f"{job}_0_log.out").read_text() == "task 0 of 2\n"
     assert (folder / f"{job}_1_log.out").read_text() == "task 1 of 2\n"
+
+
+def _wait_pods_running(bridge: Bridge, job: int, count: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = bridge.job_pods(job)
+        if len(pods) == count and all(p.status.phase == "Running" for p in pods):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"pods of job {job} not running: {[p.status.phase for p in bridge.job_pods(job)]}")
+
+
+def test_pods_of_a_job_that_ended_behind_the_launchers_back_are_collected(bridge: Bridge) -> None:
+    """The launcher dies without cleaning up (SIGKILL); the controller asks Slurm and removes the pods."""
+    script = bridge.shared / "orphan.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --nodes=2\nsleep 300\n")
+    job = bridge.sbatch(str(script))
+    bridge.wait_state(job, ("RUNNING",))
+    _wait_pods_running(bridge, job, 2)
+    pids = bridge.slurm.run("scontrol", "listpids", str(job)).stdout.split("\n")[1:]
+    for line in filter(None, pids):
+        subprocess.run(["kill", "-9", line.split()[0]], check=False)
+    assert bridge.wait_state(job, FINAL)["JobState"] in ("FAILED", "CANCELLED")
+    bridge.wait_clean(job, timeout=60)
+
+
+def test_requeue_after_node_failure_runs_the_job_again(bridge: Bridge) -> None:
+    script = bridge.shared / "requeue.sh"
+    script.write_text("#!/bin/sh\n#SBATCH --nodes=2 --requeue --open-mode=append\n"
+                      "echo run $SLURM_RESTART_COUNT\n[ \"${SLURM_RESTART_COUNT:-0}\" -ge 1 ] || sleep 300\n")
+    job = bridge.sbatch(str(script))
+    bridge.wait_state(job, ("RUNNING",))
+    _wait_pods_running(bridge, job, 2)
+    out = bridge.shared / f"slurm-{job}.out"
+    deadline = time.monotonic() + 30
+    while "run" not in (out.read_text() if out.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.2)  # the first run's output has reached the file
+    node = bridge.slurm.node_names[1]
+    bridge.slurm.run("scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=e2e-node-failure")
+    try:
+        bridge.wait_state(job, ("PENDING", "REQUEUED", "REQUEUE_HOLD"), timeout=60)
+        bridge.wait_clean(job, timeout=60)
+    finally:
+        bridge.slurm.run("scontrol", "update", f"NodeName={node}", "State=RESUME", check=False)
+    fields = bridge.wait_state(job, FINAL, timeout=300)
+    assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "1"
+    lines = out.read_text().splitlines()
+    assert lines.index("run") < lines.index("run 1")  # SLURM_RESTART_COUNT is unset on the first run
+    assert any("DUE TO NODE FAILURE" in line for line in lines)  # slurmstepd's own note, as on any cluster
+
+
+def test_a_held_job_waits_for_release(bridge: Bridge) -> None:
+    script = bridge.shared / "held.sh"
+    script.write_text("#!/bin/sh\necho released\n")
+    job = bridge.sbatch("--hold", str(script))
+    time.sleep(3)
+    fields = bridge.show(job)
+    assert (fields["JobState"], fields["Reason"]) == ("PENDING", "JobHeldUser")
+    assert bridge.job_pods(job) == []
+    bridge.slurm.run("scontrol", "release", str(job))
+    assert bridge.wait_state(job, FINAL)["JobState"] == "COMPLETED"
+    assert (bridge.shared / f"slurm-{job}.out").read_text() == "released\n"
