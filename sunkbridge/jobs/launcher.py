@@ -335,6 +335,7 @@ class Launcher:
     separate_error: bool
     log: Callable[[str], None] = field(default=lambda m: print(f"sunk-launcher: {m}", file=sys.stderr))
     _stop: threading.Event = field(default_factory=threading.Event)
+    _copied: dict[str | None, int] = field(default_factory=dict)  # bytes copied per log stream
 
     @property
     def name(self) -> str:
@@ -398,12 +399,33 @@ class Launcher:
                 for chunk in resp.stream(4096):
                     sink.write(chunk)
                     sink.flush()
+                    self._copied[stream] = self._copied.get(stream, 0) + len(chunk)
                 return
             except Exception as exc:  # the container may not have started yet
                 if attempt == 59 or self._stop.is_set():
                     self.log(f"cannot read the log of {pod}: {exc}")
                     return
                 time.sleep(0.5)
+
+    def _catch_up(self, pod: str) -> None:
+        """Copy what a follow stream missed: a container that ends quickly can close it before its output."""
+        from kubernetes import client
+        core = client.CoreV1Api(self.api)
+        pairs = [("Stdout", self.out), ("Stderr", self.err)] if self.separate_error else [(None, self.out)]
+        for stream, sink in pairs:
+            kwargs: dict[str, Any] = {"container": "main", "_preload_content": False}
+            if stream:
+                kwargs["stream"] = stream
+            try:
+                data = core.read_namespaced_pod_log(pod, self.namespace, **kwargs).data
+            except Exception as exc:  # the pod may be gone already
+                self.log(f"cannot read the log of {pod}: {exc}")
+                continue
+            done = self._copied.get(stream, 0)
+            if len(data) > done:
+                sink.write(data[done:])
+                sink.flush()
+                self._copied[stream] = len(data)
 
     def run(self) -> tuple[int, int, str]:
         """Create the SlurmJob, copy rank 0's output, and return (exit code, signal, message)."""
@@ -423,6 +445,8 @@ class Launcher:
             if status.get("phase") in TERMINAL:
                 for t in streams:
                     t.join(timeout=30)
+                if rank0 and all(not t.is_alive() for t in streams):
+                    self._catch_up(rank0["name"])
                 code, sig = exit_status(status)
                 # Only a failure of the bridge itself is reported; the script's own exit speaks for itself.
                 return code, sig, str(status.get("message") or "") if status.get("reason") else ""

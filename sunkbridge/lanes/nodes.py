@@ -45,14 +45,14 @@ _NODE_PRIVILEGES = (
 
 @dataclass(frozen=True)
 class Site:
-    """The addresses of one set of real nodes; sites 0-3 coexist on one host (the sandbox uses 0)."""
+    """The addresses of one set of real nodes; sites 0-5 coexist on one host (the sandbox uses 0)."""
 
     number: int = 0
     prefix: str = "sunk-node-"
 
     def __post_init__(self) -> None:
-        if not 0 <= self.number <= 3:
-            raise ValueError(f"site {self.number} is out of range 0-3")
+        if not 0 <= self.number <= 5:  # pod supernets 10.244-10.249/16; node addresses are 10.250.<site>.x
+            raise ValueError(f"site {self.number} is out of range 0-5")
 
     @property
     def pod_supernet(self) -> str:

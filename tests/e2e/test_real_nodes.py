@@ -116,9 +116,9 @@ def test_pods_on_two_nodes_talk_by_headless_service_name(core: client.CoreV1Api)
 def test_a_node_that_cannot_join_is_named_with_its_log_and_nothing_stays(
         real_cluster: tuple[KubeLane, RealNodes]) -> None:
     lane, _ = real_cluster
-    site = Site(3, "sunk-e2e-broken-")
-    node_ip = "10.250.3.1"
-    subprocess.run(["ip", "addr", "add", f"{node_ip}/32", "dev", "lo", "label", "lo:sunk3n1"], check=False)
+    site = Site(4, "sunk-e2e-broken-")
+    node_ip = "10.250.4.1"
+    subprocess.run(["ip", "addr", "add", f"{node_ip}/32", "dev", "lo", "label", "lo:sunk4n1"], check=False)
     with socket.socket() as squatter:  # the kubelet's port on the node's address is taken: a real fault
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind((node_ip, 10250))

@@ -104,7 +104,8 @@ def test_podgroup_jobs_run_the_launcher_with_the_script_intact(lane: tuple[Slurm
                "LastSchedEval", "RunTime", "StdOut", "StdErr", "Priority", "Reason"}
     same = {k: v for k, v in pg_fields.items() if k not in differs}
     assert same == {k: v for k, v in plain_fields.items() if k not in differs}
-    assert pg_fields["StdOut"] == plain_fields["StdOut"].replace(str(plain), str(pg))
+    assert pg_fields["StdOut"] == str(tmp_path / f"out-{pg}.txt")
+    assert plain_fields["StdOut"] == str(tmp_path / f"out-{plain}.txt")
 
 
 def test_slurmrestd_submissions_are_intercepted_too(lane: tuple[SlurmLane, Path], tmp_path: Path) -> None:
