@@ -11,8 +11,8 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 # Debian's Slurm 22.05 + munge; kube-*, etcd, kwok, CoreDNS from Go modules (cached by version);
 # Docker engine, Debian base images and the real-node image
-sunk dev prepare --real-nodes
+python3 -m sunkbridge dev prepare --real-nodes
 
-ruff check .
-mypy
+python3 -m ruff check .
+python3 -m mypy
 python3 -m pytest tests/unit tests/slurm tests/k8s tests/sync tests/e2e "$@"
