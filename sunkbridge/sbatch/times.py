@@ -100,15 +100,21 @@ def format_minutes(minutes: int | Unlimited) -> str:
     return format_seconds(minutes * 60)
 
 
+def _split_seconds(seconds: int) -> tuple[int, int, int, int]:
+    """Split a non-negative count of seconds into days, hours, minutes and seconds."""
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    mins, secs = divmod(rem, 60)
+    return days, hours, mins, secs
+
+
 def format_seconds(seconds: int | Unlimited) -> str:
     """Print seconds as Slurm's ``secs2time_str``: ``HH:MM:SS`` or ``D-HH:MM:SS``, or ``UNLIMITED``."""
     if isinstance(seconds, str):
         return UNLIMITED
     if seconds < 0:
         return "INVALID"
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    mins, secs = divmod(rem, 60)
+    days, hours, mins, secs = _split_seconds(seconds)
     if days:
         return f"{days}-{hours:02d}:{mins:02d}:{secs:02d}"
     return f"{hours:02d}:{mins:02d}:{secs:02d}"
@@ -120,9 +126,7 @@ def format_squeue_seconds(seconds: int | Unlimited) -> str:
         return UNLIMITED
     if seconds < 0:
         return "INVALID"
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    mins, secs = divmod(rem, 60)
+    days, hours, mins, secs = _split_seconds(seconds)
     if days:
         return f"{days}-{hours:02d}:{mins:02d}:{secs:02d}"
     if hours:
