@@ -208,6 +208,8 @@ def parent_images(dockerfile_text: str, build_args: Mapping[str, str]) -> list[s
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+"""The colour codes the classic builder wraps around a step's stderr, at arbitrary points of a line."""
 _FAILED_CMD = re.compile(r"The command '(.*)' returned a non-zero code: (\d+)")
 _APT_PATTERNS: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"E: Unable to locate package (\S+)"), "Debian {suite} has no package `{0}`",
@@ -248,7 +250,7 @@ def diagnose_build_output(output: str, *, dockerfile: str, suite: str = "bookwor
     `appended_steps` is the number of steps the builder added after the Dockerfile's own (one per
     `--label`); step totals are reported as the Dockerfile counts them.
     """
-    lines = output.splitlines()
+    lines = _ANSI.sub("", output).splitlines()
     step = "an unknown step"
     step_at = 0
     for i, line in enumerate(lines):

@@ -96,8 +96,6 @@ def test_changed_context_rebuilds_and_unchanged_is_cached(tmp_path: Path, scratc
     assert info is not None and INPUTS_LABEL in str(info.get("Config"))
 
 
-@pytest.mark.xfail(strict=False, reason="intermittent in the full e2e run (passes alone); cause not found yet, "
-                   "see the closing note")
 def test_failed_apt_step_names_image_step_and_fix(tmp_path: Path, scratch_tag: str) -> None:
     (tmp_path / "Dockerfile").write_text(
         "FROM local/debian:bookworm\n"
