@@ -122,13 +122,9 @@ def format_seconds(seconds: int | Unlimited) -> str:
 
 def format_squeue_seconds(seconds: int | Unlimited) -> str:
     """Print seconds as squeue's ``%M``/``%l`` columns: ``M:SS``, ``H:MM:SS`` or ``D-HH:MM:SS``."""
-    if isinstance(seconds, str):
-        return UNLIMITED
-    if seconds < 0:
-        return "INVALID"
-    days, hours, mins, secs = _split_seconds(seconds)
-    if days:
-        return f"{days}-{hours:02d}:{mins:02d}:{secs:02d}"
+    if isinstance(seconds, str) or seconds < 0 or seconds >= 86400:
+        return format_seconds(seconds)
+    _, hours, mins, secs = _split_seconds(seconds)
     if hours:
         return f"{hours}:{mins:02d}:{secs:02d}"
     return f"{mins}:{secs:02d}"
