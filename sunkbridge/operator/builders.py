@@ -11,6 +11,8 @@ slurmd pods use as subdomain), `<cluster>-slurmd-<node>` (one slurmd pod per Kub
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ POOL_LABEL = f"{DOMAIN}/pool"
 NODE_LABEL = f"{DOMAIN}/node"
 BUSY_LABEL = f"{DOMAIN}/busy"
 CONF_HASH_ANNOTATION = f"{DOMAIN}/conf-hash"
+POD_HASH_ANNOTATION = f"{DOMAIN}/pod-hash"
 SLURM_NODE_ANNOTATION = f"{DOMAIN}/slurm-node"
 CLUSTER_DOMAIN = "cluster.local"
 SLURMCTLD_PORT = 6817
@@ -231,9 +234,12 @@ def headless_service(spec: ClusterSpec, uid: str, component: str, port: int) -> 
 
 
 def service(spec: ClusterSpec, uid: str, component: str, port: int) -> Manifest:
+    """A headless Service over the ready pods of `component`: its name resolves to their addresses, so
+    clients (sacct, slurmctld, REST callers) reach them with or without a kube-proxy on the nodes."""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": _meta(spec, f"{spec.name}-{component}", component, uid),
-            "spec": {"selector": {CLUSTER_LABEL: spec.name, COMPONENT_LABEL: component},
+            "spec": {"clusterIP": "None",
+                     "selector": {CLUSTER_LABEL: spec.name, COMPONENT_LABEL: component},
                      "ports": [{"name": component, "port": port, "targetPort": port}]}}
 
 
@@ -328,38 +334,42 @@ def slurmd_pod(spec: ClusterSpec, uid: str, member: Member) -> Manifest:
     pool = spec.pool(member.pool)
     meta = _meta(spec, slurmd_pod_name(spec, member.slurm_name), "slurmd", uid,
                  **{POOL_LABEL: member.pool, NODE_LABEL: member.slurm_name})
-    meta["annotations"] = {SLURM_NODE_ANNOTATION: member.slurm_name}
     env = [
         {"name": "SLURMD_NODENAME", "value": member.slurm_name},
         {"name": "SUNK_GPUS", "value": str(member.gpus)},
         {"name": "SUNK_GPU_PREFIX", "value": spec.gpu_device_path},
         {"name": "SUNK_CONF_SERVER", "value": f"{controller_fqdn(spec)}:{SLURMCTLD_PORT}"},
     ]
-    return {
-        "apiVersion": "v1", "kind": "Pod", "metadata": meta,
-        "spec": {
-            "nodeName": member.k8s_node,
-            "hostname": member.slurm_name,
-            "subdomain": f"{spec.name}-slurmd",
-            "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": 30,
-            "tolerations": [*spec.tolerations.get(pool.name, ()),
-                            {"key": "node.kubernetes.io/unschedulable", "operator": "Exists",
-                             "effect": "NoSchedule"}],
-            "containers": [{
-                "name": "slurmd", "image": spec.images["slurmd"], "imagePullPolicy": spec.image_pull_policy,
-                "command": ["bash", "-c", SLURMD_SCRIPT],
-                "env": env,
-                "ports": [{"name": "slurmd", "containerPort": SLURMD_PORT}],
-                "securityContext": {"privileged": True},
-                "volumeMounts": [{"name": "slurm-conf", "mountPath": "/etc/slurm"}, *auth_mounts,
-                                 *shared_mounts],
-                "readinessProbe": {"exec": {"command": ["sunk-healthcheck", "slurmd"]},
-                                   "periodSeconds": 10, "timeoutSeconds": 10},
-            }],
-            "volumes": [_conf_volume(spec), *auth_vols, *shared_vols],
-        },
+    container: Manifest = {
+        "name": "slurmd", "image": spec.images["slurmd"], "imagePullPolicy": spec.image_pull_policy,
+        "command": ["bash", "-c", SLURMD_SCRIPT],
+        "env": env,
+        "ports": [{"name": "slurmd", "containerPort": SLURMD_PORT}],
+        "securityContext": {"privileged": True},
+        "volumeMounts": [{"name": "slurm-conf", "mountPath": "/etc/slurm"}, *auth_mounts, *shared_mounts],
+        "readinessProbe": {"exec": {"command": ["sunk-healthcheck", "slurmd"]},
+                           "periodSeconds": 10, "timeoutSeconds": 10},
     }
+    if spec.slurmd_resources.get(pool.name):
+        container["resources"] = {k: dict(v) for k, v in spec.slurmd_resources[pool.name].items()}
+    pod_spec: Manifest = {
+        "nodeName": member.k8s_node,
+        "hostname": member.slurm_name,
+        "subdomain": f"{spec.name}-slurmd",
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": 30,
+        "tolerations": [*spec.tolerations.get(pool.name, ()),
+                        {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [container],
+        "volumes": [_conf_volume(spec), *auth_vols, *shared_vols],
+    }
+    meta["annotations"] = {SLURM_NODE_ANNOTATION: member.slurm_name, POD_HASH_ANNOTATION: pod_hash(pod_spec)}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+
+
+def pod_hash(pod_spec: Mapping[str, Any]) -> str:
+    """A short hash of a pod spec as the operator builds it: a slurmd pod whose annotation differs is stale."""
+    return hashlib.sha256(json.dumps(pod_spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------------------

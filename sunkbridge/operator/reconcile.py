@@ -348,7 +348,11 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
             draining.setdefault(pod["metadata"]["labels"].get(b.POOL_LABEL, ""), []).append(name)
 
     _pool_status(spec, status, conds, members, slurmd_pods, states, draining)
-    all_ok = all(conds.is_true(k) for k in ("ConfigRendered", "ControllerReady", "ImagesAvailable")) and all(
+    _service_conditions(spec, conds, pods)
+    wanted = ["ConfigRendered", "ControllerReady", "ImagesAvailable"]
+    wanted += ["RestApiReady"] if spec.restapi_replicas else []
+    wanted += ["AccountingReady"] if spec.accounting.enabled else []
+    all_ok = all(conds.is_true(k) for k in wanted) and all(
         p["ready"] == "True" for p in status["pools"]) and "PodsConfigured" not in conds.items
     conds.set("Ready", all_ok, "Ready" if all_ok else "Progressing",
               "" if all_ok else "; ".join(f"{c['type']}: {c['message'] or c['reason']}"
@@ -356,6 +360,23 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     status["conditions"] = conds.as_list()
     status["reconcileSeconds"] = round(time.monotonic() - started, 3)
     return result
+
+
+def _service_conditions(spec: ClusterSpec, conds: Conditions, pods: list[Mapping[str, Any]]) -> None:
+    """RestApiReady and AccountingReady from their pods (a missing password Secret was reported already)."""
+    def ready_count(component: str) -> int:
+        return sum(1 for p in pods if p["metadata"]["labels"].get(b.COMPONENT_LABEL) == component and _ready(p)
+                   and not p["metadata"].get("deletionTimestamp"))
+
+    if spec.restapi_replicas:
+        n = ready_count("restapi")
+        conds.set("RestApiReady", n > 0, "Answering" if n else "NotReady",
+                  f"{n}/{spec.restapi_replicas} slurmrestd pods ready at {spec.name}-restapi:{b.RESTD_PORT}")
+    if spec.accounting.enabled and "AccountingReady" not in conds.items:
+        n = ready_count("slurmdbd")
+        conds.set("AccountingReady", n > 0, "Answering" if n else "NotReady",
+                  f"slurmdbd {'ready' if n else 'not ready'} at {spec.name}-slurmdbd:{b.SLURMDBD_PORT}, "
+                  f"database {spec.accounting.db_host}:{spec.accounting.db_port}")
 
 
 def _rollout(kube: Kube, slurm: Slurm, ctl_pod: Mapping[str, Any], files: Mapping[str, str], digest: str,

@@ -90,6 +90,7 @@ class ClusterSpec:
     shared_volumes: tuple[SharedVolume, ...] = ()
     default_pool: str | None = None
     tolerations: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    slurmd_resources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def munge_secret_name(self) -> str:
@@ -120,6 +121,15 @@ def _str_map(value: Any, path: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def _resources(value: Any, path: str) -> dict[str, Any]:
+    """Container requests/limits as Kubernetes takes them; quantities stay strings."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or set(value) - {"requests", "limits"}:
+        raise SpecError(path, "must hold only `requests` and `limits`", "e.g. {requests: {cpu: 100m}}")
+    return {kind: _str_map(value[kind], f"{path}.{kind}") for kind in ("requests", "limits") if value.get(kind)}
+
+
 def check_overrides(overrides: Mapping[str, str], path: str = "spec.slurmConf.overrides") -> None:
     """Reject overrides of keys the operator manages and values that cannot be one slurm.conf line."""
     for key, value in overrides.items():
@@ -140,6 +150,7 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
     namespace = str(meta.get("namespace") or "default")
     pools: list[NodePool] = []
     tolerations: dict[str, tuple[dict[str, Any], ...]] = {}
+    resources: dict[str, dict[str, Any]] = {}
     default_pool: str | None = None
     seen: set[str] = set()
     for i, raw in enumerate(spec.get("pools") or []):
@@ -169,6 +180,7 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
                 raise SpecError(f"{path}.default", f"pool {default_pool!r} is already the default")
             default_pool = pool.name
         tolerations[pool.name] = tuple(raw.get("tolerations") or ())
+        resources[pool.name] = _resources(raw.get("slurmdResources"), f"{path}.slurmdResources")
         pools.append(pool)
     if not pools:
         raise SpecError("spec.pools", "needs at least one pool")
@@ -216,4 +228,5 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         shared_volumes=shared,
         default_pool=default_pool or pools[0].name,
         tolerations=tolerations,
+        slurmd_resources=resources,
     )

@@ -7,7 +7,10 @@ A control plane of its own, two real nodes on site 2 (`sunk-op-node-1`, `-2`) wi
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -20,6 +23,7 @@ import pytest
 from kubernetes import client
 
 from sunkbridge.images.base import image_exists
+from sunkbridge.images.build import build_image
 from sunkbridge.k8s.client import api_client
 from sunkbridge.lanes.daemons import free_port
 from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
@@ -31,7 +35,9 @@ from sunkbridge.operator.tools import kubectl
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = tuple(f"local/sunk-{role}:22.05" for role in ("slurmctld", "slurmd", "login"))
+MARIADB_IMAGE = "local/sunk-mariadb:bookworm"
+IMAGES = (*(f"local/sunk-{role}:22.05" for role in ("slurmctld", "slurmd", "login", "slurmrestd", "slurmdbd")),
+          MARIADB_IMAGE)
 NODES = ("sunk-op-node-1", "sunk-op-node-2")
 NS = "default"
 NAME = "op"
@@ -79,19 +85,56 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 180, interva
     raise AssertionError(f"{what}: not within {timeout:.0f}s" + (f" (last error: {last})" if last else ""))
 
 
+# A batch script that runs until the test releases it (no sleep races with a loaded machine).
+HOLD = shlex.quote('while [ ! -e "/tmp/release-$SLURM_JOB_ID" ]; do sleep 1; done')
+
+
+def release(env: Env, node: str, job: str) -> None:
+    """Let job `job`, whose batch script runs in the slurmd pod of `node`, finish."""
+    env.kubectl("exec", f"{NAME}-slurmd-{node}", "--", "touch", f"/tmp/release-{job}")
+
+
 def _cluster_body() -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SlurmCluster", "metadata": {"name": NAME, "namespace": NS},
             "spec": {"imagePullPolicy": "Never", "controller": {"persistence": {"enabled": False}},
+                     "restapi": {"enabled": True},
+                     "accounting": {"enabled": True, "database": {
+                         "host": f"{NAME}-mariadb", "passwordSecretRef": {"name": f"{NAME}-db", "key": "password"}}},
                      "pools": [{"name": "real", "default": True, "mode": "slurmd",
                                 "nodeSelector": {"sunkbridge.io/pool": REAL_POOL},
                                 "partitionOptions": {"MaxTime": "1:00:00"}}]}}
 
 
+def _mariadb(e: Env) -> None:
+    """The accounting database as a user would run it beside the cluster: a Secret, a pod, a Service."""
+    labels = {"app.kubernetes.io/name": f"{NAME}-mariadb"}
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{NAME}-db", "namespace": NS},
+         "stringData": {"password": secrets.token_hex(16)}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{NAME}-mariadb", "namespace": NS},
+         "spec": {"clusterIP": "None", "selector": labels, "ports": [{"name": "mysql", "port": 3306}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"{NAME}-mariadb", "namespace": NS},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+             "metadata": {"labels": labels},
+             "spec": {"containers": [{
+                 "name": "mariadb", "image": MARIADB_IMAGE, "imagePullPolicy": "Never",
+                 "ports": [{"containerPort": 3306}],
+                 "volumeMounts": [{"name": "pass", "mountPath": "/etc/mariadb-secret", "readOnly": True}],
+                 "readinessProbe": {"exec": {"command": ["mariadb-admin", "ping"]}, "periodSeconds": 3}}],
+                 "volumes": [{"name": "pass", "secret": {"secretName": f"{NAME}-db"}}]}}}},
+    ]
+    proc = subprocess.run([str(kubectl()), "--kubeconfig", str(e.lane.kubeconfig), "apply", "-f", "-"],
+                          input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    missing = [image for image in IMAGES if not image_exists(image)]
+    missing = [image for image in IMAGES[:-1] if not image_exists(image)]
     if missing:
         pytest.skip(f"images {missing} are not built; run `sunk images build` first")
+    build_image(ROOT / "slurm-images" / "mariadb", MARIADB_IMAGE, name="mariadb")
     base = tmp_path_factory.mktemp("k8s-operator")
     lane = KubeLane(KubeLaneConfig(base_dir=base, api_port=free_port(), etcd_port=free_port(),
                                    etcd_peer_port=free_port()))
@@ -108,14 +151,21 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             e.kubectl("label", "node", node, "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", "--overwrite")
         e.kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "crds"))
         e.kubectl("wait", "--for=condition=Established", "crd/slurmclusters.sunkbridge.io")
+        _mariadb(e)
         with e.operator_log.open("wb") as sink:
             operator = subprocess.Popen([sys.executable, "-m", "sunkbridge", "operator", "run", "-A", "--liveness",
-                                         ""], env={**os.environ, "KUBECONFIG": str(lane.kubeconfig)},
+                                         ""], env={**os.environ, "KUBECONFIG": str(lane.kubeconfig),
+                                                   "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "cli")))},
                                         stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
         time.sleep(3)
         started = time.monotonic()
         e.kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, _cluster_body())
-        wait_for("SlurmCluster Ready", lambda: e.condition("Ready").get("status") == "True", timeout=240)
+        try:
+            wait_for("SlurmCluster Ready", lambda: e.condition("Ready").get("status") == "True", timeout=240)
+        except AssertionError as exc:
+            pods = e.kubectl("get", "pods", "-o", "wide", check=False)
+            raise AssertionError(f"{exc}: {e.condition('Ready').get('message')}\n{pods}\noperator log: "
+                                 f"{e.operator_log.read_text(errors='replace')[-1500:]}") from exc
         e.ready_seconds = time.monotonic() - started
         yield e
         # Delete while the operator runs, so its finalizer goes too.
@@ -155,8 +205,53 @@ def test_two_node_sbatch_job_completes_in_slurmd_pods(env: Env) -> None:
     assert sorted(out[:2]) == list(NODES) and out[2] == "gpus=2"
 
 
+REST_PROBE = r"""
+import json, sys, urllib.request
+base, token = sys.argv[1], sys.argv[2]
+headers = {"X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": token}
+def get(path):
+    req = urllib.request.Request(base + path, headers=headers)
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        return resp.status, json.load(resp)
+_, spec = get("/openapi/v3")
+diag = sorted(p for p in spec["paths"] if p.startswith("/slurm/v") and p.endswith("/diag"))[-1]
+status, body = get(diag)
+print(json.dumps({"path": diag, "status": status, "body": body}))
+"""
+
+
+def test_rest_api_answers_with_jwt_through_its_service(env: Env) -> None:
+    assert env.condition("RestApiReady").get("status") == "True"
+    token = env.login("scontrol token username=root lifespan=300").strip().removeprefix("SLURM_JWT=")
+    url = f"http://{NAME}-restapi.{NS}.svc.cluster.local:6820"
+    out = json.loads(env.login(f"python3 -c {shlex.quote(REST_PROBE)} {url} {shlex.quote(token)}"))
+    print(f"slurmrestd served {out['path']}")
+    assert out["status"] == 200 and out["path"].startswith("/slurm/v0.0.")
+    assert not out["body"].get("errors"), out["body"]["errors"]
+    assert out["body"]["statistics"]["server_thread_count"] >= 1
+    # Without a token slurmrestd refuses the same request.
+    refused = env.login(f"python3 -c \"import urllib.request as u; u.urlopen('{url}{out['path']}')\" 2>&1",
+                        check=False)
+    assert "HTTP Error 401" in refused or "HTTP Error 403" in refused, refused
+
+
+def test_sacct_in_the_login_pod_shows_a_finished_job(env: Env) -> None:
+    assert env.condition("AccountingReady").get("status") == "True"
+    job = env.login("sbatch --parsable -N1 -o /dev/null --wrap 'exit 3'").strip()
+
+    def recorded() -> bool:
+        rows = env.login(f"sacct -n -P -X -j {job} -o JobID,State,ExitCode", check=False).split()
+        return rows == [f"{job}|FAILED|3:0"]
+
+    wait_for(f"job {job} in slurmdbd's records", recorded, timeout=120)
+    # The records live in MariaDB, not only in slurmctld's memory.
+    tables = env.kubectl("exec", f"deploy/{NAME}-mariadb", "--", "mariadb", "-N", "-e",
+                         "SHOW TABLES FROM slurm_acct_db")
+    assert f"{NAME}_job_table" in tables.split()
+
+
 def test_partition_change_rolls_out_while_jobs_wait(env: Env) -> None:
-    running = env.login("sbatch --parsable -N2 --exclusive -o /dev/null --wrap 'sleep 60'").strip()
+    running = env.login(f"sbatch --parsable -N2 --exclusive -w sunk-op-node-[1-2] -o /dev/null --wrap {HOLD}").strip()
     queued = env.login("sbatch --parsable -N2 -o /dev/null --wrap 'hostname'").strip()
     wait_for("first job running", lambda: f"{running} R" in env.login("squeue -h -o '%i %t'"), timeout=60)
     restarts = env.ctld_restarts()
@@ -174,12 +269,13 @@ def test_partition_change_rolls_out_while_jobs_wait(env: Env) -> None:
     wait_for("new scheduler active", lambda: "sched/builtin" in env.login("scontrol show config"), timeout=90)
     states = env.login("squeue -h -o '%i %t'")
     assert running in states and queued in states
+    release(env, "sunk-op-node-1", running)
     wait_for("both jobs finished", lambda: not env.login("squeue -h -o %i").strip(), timeout=120)
     assert "JobState=COMPLETED" in env.login(f"scontrol show job {queued} -o")
 
 
 def test_node_leaving_the_pool_is_drained_before_its_pod_goes(env: Env) -> None:
-    job = env.login("sbatch --parsable -w sunk-op-node-2 -o /dev/null --wrap 'sleep 25'").strip()
+    job = env.login(f"sbatch --parsable -w sunk-op-node-2 -o /dev/null --wrap {HOLD}").strip()
     wait_for("job running", lambda: f"{job} R" in env.login("squeue -h -o '%i %t'"), timeout=60)
     pod = f"{NAME}-slurmd-sunk-op-node-2"
 
@@ -203,6 +299,9 @@ def test_node_leaving_the_pool_is_drained_before_its_pod_goes(env: Env) -> None:
     pools = env.cluster()["status"]["pools"]
     assert pools[0].get("draining") == ["sunk-op-node-2"] or f"{job}" in env.login("squeue -h -o %i")
     assert f"{job} R" in env.login("squeue -h -o '%i %t'"), "the job keeps running while its node drains"
+    time.sleep(5)  # a pass or two of the operator with the job still running: the pod must stay
+    assert env.core.read_namespaced_pod(pod, NS).metadata.deletion_timestamp is None
+    release(env, "sunk-op-node-2", job)
 
     def pod_gone() -> bool:
         return pod not in {p.metadata.name for p in env.core.list_namespaced_pod(NS).items}
