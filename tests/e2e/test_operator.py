@@ -40,6 +40,7 @@ IMAGES = (*(f"local/sunk-{role}:22.05" for role in ("slurmctld", "slurmd", "logi
           MARIADB_IMAGE)
 NODES = ("sunk-op-node-1", "sunk-op-node-2")
 NS = "default"
+STORAGE_CLASS = "sunk-local"
 NAME = "op"
 
 
@@ -57,6 +58,12 @@ class Env:
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
         return proc.stdout
+
+    def apply(self, docs: list[dict[str, Any]]) -> None:
+        proc = subprocess.run([str(kubectl()), "--kubeconfig", str(self.lane.kubeconfig), "apply", "-f", "-"],
+                              input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
 
     def login(self, script: str, check: bool = True) -> str:
         return self.kubectl("exec", f"deploy/{NAME}-login", "--", "bash", "-c", script, check=check)
@@ -96,13 +103,33 @@ def release(env: Env, node: str, job: str) -> None:
 
 def _cluster_body() -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SlurmCluster", "metadata": {"name": NAME, "namespace": NS},
-            "spec": {"imagePullPolicy": "Never", "controller": {"persistence": {"enabled": False}},
+            "spec": {"imagePullPolicy": "Never",
+                     "controller": {"persistence": {"storageClassName": STORAGE_CLASS, "size": "1Gi"}},
                      "restapi": {"enabled": True},
                      "accounting": {"enabled": True, "database": {
                          "host": f"{NAME}-mariadb", "passwordSecretRef": {"name": f"{NAME}-db", "key": "password"}}},
                      "pools": [{"name": "real", "default": True, "mode": "slurmd",
                                 "nodeSelector": {"sunkbridge.io/pool": REAL_POOL},
                                 "partitionOptions": {"MaxTime": "1:00:00"}}]}}
+
+
+def _local_storage(e: Env) -> None:
+    """slurmctld's state volume without a provisioner: a StorageClass that provisions nothing and one local
+    PersistentVolume on a folder of sunk-op-node-1, bound by node affinity (as an admin prepares a disk)."""
+    path = f"/var/lib/sunk-local/{NAME}-slurmctld"
+    subprocess.run(["docker", "exec", NODES[0], "install", "-d", "-m", "0755", path], check=True, timeout=30)
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": STORAGE_CLASS},
+         "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer",
+         "reclaimPolicy": "Retain"},
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{NAME}-slurmctld-state"},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                  "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STORAGE_CLASS,
+                  "local": {"path": path},
+                  "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                      {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODES[0]]}]}]}}}},
+    ]
+    e.apply(docs)
 
 
 def _mariadb(e: Env) -> None:
@@ -123,10 +150,7 @@ def _mariadb(e: Env) -> None:
                  "readinessProbe": {"exec": {"command": ["mariadb-admin", "ping"]}, "periodSeconds": 3}}],
                  "volumes": [{"name": "pass", "secret": {"secretName": f"{NAME}-db"}}]}}}},
     ]
-    proc = subprocess.run([str(kubectl()), "--kubeconfig", str(e.lane.kubeconfig), "apply", "-f", "-"],
-                          input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    e.apply(docs)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +175,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             e.kubectl("label", "node", node, "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", "--overwrite")
         e.kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "crds"))
         e.kubectl("wait", "--for=condition=Established", "crd/slurmclusters.sunkbridge.io")
+        _local_storage(e)
         _mariadb(e)
         with e.operator_log.open("wb") as sink:
             operator = subprocess.Popen([sys.executable, "-m", "sunkbridge", "operator", "run", "-A", "--liveness",
@@ -248,6 +273,32 @@ def test_sacct_in_the_login_pod_shows_a_finished_job(env: Env) -> None:
     tables = env.kubectl("exec", f"deploy/{NAME}-mariadb", "--", "mariadb", "-N", "-e",
                          "SHOW TABLES FROM slurm_acct_db")
     assert f"{NAME}_job_table" in tables.split()
+
+
+def test_held_job_survives_deletion_of_the_slurmctld_pod(env: Env) -> None:
+    claim = env.core.read_namespaced_persistent_volume_claim(f"state-{NAME}-slurmctld-0", NS)
+    assert claim.status.phase == "Bound" and claim.spec.volume_name == f"{NAME}-slurmctld-state"
+    held = env.login("sbatch --parsable --hold -o /dev/null --wrap hostname").strip()
+    old = env.core.read_namespaced_pod(f"{NAME}-slurmctld-0", NS)
+    env.kubectl("delete", "pod", f"{NAME}-slurmctld-0", "--wait=false")
+
+    def replaced() -> bool:
+        pod = env.core.read_namespaced_pod(f"{NAME}-slurmctld-0", NS)
+        return pod.metadata.uid != old.metadata.uid and any(
+            c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+    wait_for("a new slurmctld pod, ready", replaced, timeout=180)
+    new = env.core.read_namespaced_pod(f"{NAME}-slurmctld-0", NS)
+    assert new.spec.node_name == NODES[0], "the local volume pins slurmctld to its node"
+    wait_for("slurmctld answers the login pod", lambda: "is UP" in env.login("scontrol ping", check=False))
+    shown = env.login(f"scontrol show job {held} -o")
+    assert f"JobId={held} " in shown and "JobState=PENDING" in shown and "Reason=JobHeldUser" in shown, shown
+    after = env.login("sbatch --parsable -o /dev/null --wrap hostname").strip()
+    assert int(after) > int(held), "job ids continue from the saved state"
+    env.login(f"scontrol release {held}")
+    wait_for(f"released job {held} completed",
+             lambda: "JobState=COMPLETED" in env.login(f"scontrol show job {held} -o", check=False), timeout=120)
+    wait_for("SlurmCluster Ready again", lambda: env.condition("Ready").get("status") == "True", timeout=120)
 
 
 def test_partition_change_rolls_out_while_jobs_wait(env: Env) -> None:
