@@ -2,8 +2,10 @@
 
 Jobs enter the bridge the way the launcher creates them (``build_slurmjob`` over the environment slurmd
 gives a batch job of that shape); KWOK plays the kubelets. Pod completion is driven by patching the rank-0
-pod's status as a kubelet would (KWOK's stock pod-complete stage only completes Job-owned pods). The
-baseline is plain pods created through the same apiserver in the same run, pinned to the same nodes.
+pod's status as a kubelet would (KWOK's stock pod-complete stage only completes Job-owned pods). Two
+baselines run through the same apiserver in the same run, pinned to the same nodes: the bridge's own pods
+created directly (`same_pods_per_s`: what the bridge costs on top of its pods) and minimal pods
+(`raw_pods_per_s`: what the pod shape costs, e.g. KWOK's two extra init-container stages).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,8 +25,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from sunkbridge.jobs.builders import LABEL_JOB, BridgeSettings
+from sunkbridge.jobs.builders import LABEL_JOB, BridgeSettings, JobView, build_pod
 from sunkbridge.jobs.controller import Controller
+from sunkbridge.jobs.informer import Informer, JsonApi
 from sunkbridge.jobs.launcher import GROUP, PLURAL, VERSION, build_slurmjob
 from sunkbridge.sbatch.hostlist import compress_hostlist
 
@@ -92,82 +95,131 @@ class SubmitResult:
     jobs_per_s: float
     bridge_pods_per_s: float
     raw_pods_per_s: float
+    same_pods_per_s: float
+    bridge_calls_per_job: dict[str, float]
     leaked: dict[str, int]
 
 
-def run_bench(api: client.ApiClient, node_names: Sequence[str], nodes_per_job: int, jobs: int,
-              namespace: str = "sunk-bench") -> SubmitResult:
-    """Submit `jobs` SlurmJobs of `nodes_per_job` nodes at once; then as many plain pods; compare."""
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    ensure_namespace(core, namespace)
-    controller = Controller(api, BridgeSettings(namespace=namespace, pod_annotations=NO_KWOK_DELAY), workers=8).start()
-    submitted: dict[str, float] = {}
-    running: dict[str, float] = {}
-    done = threading.Event()
+class _Arrivals:
+    """When each object of a collection was first seen in `phase` (through a watch, not polling)."""
 
-    def watch_jobs() -> None:
-        while not done.is_set() and len(running) < jobs:
-            for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
-                name = item["metadata"]["name"]
-                if name not in running and (item.get("status") or {}).get("phase") == "Running":
-                    running[name] = time.monotonic()
-            time.sleep(0.05)
+    def __init__(self, rest: JsonApi, path: str, phase: Callable[[dict[str, Any]], str | None], expected: int,
+                 label_selector: str | None = None) -> None:
+        self.phase, self.expected = phase, expected
+        self.at: dict[str, float] = {}
+        self.done = threading.Event()
+        self.informer = Informer(rest, path, self._seen, label_selector=label_selector)
 
-    watcher = threading.Thread(target=watch_jobs, daemon=True)
-    watcher.start()
-    start = time.monotonic()
+    def _seen(self, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if name not in self.at and self.phase(obj) == "Running":
+            self.at[name] = time.monotonic()
+            if len(self.at) >= self.expected:
+                self.done.set()
 
-    def submit(i: int) -> None:
-        picked = [node_names[(i * nodes_per_job + k) % len(node_names)] for k in range(nodes_per_job)]
-        body = slurmjob_for(1_000_000 + i, list(dict.fromkeys(picked)), namespace)
-        submitted[body["metadata"]["name"]] = time.monotonic()
-        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    def __enter__(self) -> _Arrivals:
+        self.informer.start()
+        self.informer.synced.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.informer.stop()
+
+
+def _create_all(rest: JsonApi, path: str, bodies: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Create `bodies` from 8 threads; when each create was sent, by object name."""
+    sent: dict[str, float] = {}
+
+    def create(body: dict[str, Any]) -> None:
+        sent[body["metadata"]["name"]] = time.monotonic()
+        rest.call("POST", path, body)
 
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(submit, range(jobs)))
-    watcher.join(timeout=600)
-    done.set()
+        list(pool.map(create, bodies))
+    return sent
+
+
+def _settle(core: client.CoreV1Api, namespace: str, timeout: float = 120) -> dict[str, int]:
+    """Wait until the bridge's objects and the baseline pods are gone; what is left of the bridge's."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = leftovers(core, namespace)
+        busy = any(left.values()) or core.list_namespaced_pod(namespace, label_selector="bench=raw").items
+        if not busy or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+def _unowned(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """`pod` as a plain pod: no owner, none of the bridge's labels."""
+    meta = {**pod["metadata"], "name": name, "labels": {"bench": "raw"}}
+    meta.pop("ownerReferences", None)
+    return {**pod, "metadata": meta}
+
+
+def _pods_per_s(rest: JsonApi, path: str, pods: Sequence[dict[str, Any]], timeout: float) -> float:
+    """Create `pods` from 8 threads; pods per second until the last one runs."""
+    with _Arrivals(rest, path, lambda o: (o.get("status") or {}).get("phase"), len(pods),
+                   label_selector="bench=raw") as arrivals:
+        start = time.monotonic()
+        _create_all(rest, path, pods)
+        arrivals.done.wait(timeout)
+    return round(len(arrivals.at) / (max(arrivals.at.values()) - start), 1) if arrivals.at else 0.0
+
+
+def run_bench(api: client.ApiClient, node_names: Sequence[str], nodes_per_job: int, jobs: int,
+              namespace: str = "sunk-bench", timeout: float = 600) -> SubmitResult:
+    """Submit `jobs` SlurmJobs of `nodes_per_job` nodes at once; then the same pods without the bridge,
+    then as many minimal pods; compare. Every phase starts on a quiet apiserver, goes through the same
+    JSON client and is observed the same way, by a watch."""
+    core = client.CoreV1Api(api)
+    rest = JsonApi(api)
+    ensure_namespace(core, namespace)
+    settings = BridgeSettings(namespace=namespace, pod_annotations=NO_KWOK_DELAY)
+    controller = Controller(api, settings, workers=8).start()
+    bodies = [slurmjob_for(1_000_000 + i, list(dict.fromkeys(
+        node_names[(i * nodes_per_job + k) % len(node_names)] for k in range(nodes_per_job))), namespace)
+        for i in range(jobs)]
+    jobs_path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    with _Arrivals(rest, jobs_path, lambda o: (o.get("status") or {}).get("phase"), jobs) as arrivals:
+        start = time.monotonic()
+        submitted = _create_all(rest, jobs_path, bodies)
+        arrivals.done.wait(timeout)
+    running = arrivals.at
     bridge_elapsed = max(running.values()) - start if running else float("inf")
     latencies = [(running[n] - submitted[n]) * 1000 for n in running]
+    calls = {k: round(v / jobs, 2) for k, v in sorted(controller.calls.items())}
     # Clean up the bridge's objects the way the launcher does: delete the SlurmJobs.
-    for name in list(submitted):
+    for name in submitted:
         with contextlib.suppress(ApiException):
-            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                   body=client.V1DeleteOptions(propagation_policy="Background"))
+            rest.call("DELETE", f"{jobs_path}/{name}",
+                      {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
     controller.stop()
-    # Baseline: the same number of plain pods, pinned the same way, through the same apiserver.
-    total = jobs * nodes_per_job
-    raw_start = time.monotonic()
-
-    def raw(i: int) -> None:
-        core.create_namespaced_pod(namespace, {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"raw-{i}", "labels": {"bench": "raw"},
-                                                       "annotations": NO_KWOK_DELAY},
-            "spec": {"nodeName": node_names[i % len(node_names)], "restartPolicy": "Never",
-                     "tolerations": [{"operator": "Exists"}],
-                     "containers": [{"name": "main", "image": BENCH_IMAGE}]}})
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(raw, range(total)))
-    while True:
-        pods = core.list_namespaced_pod(namespace, label_selector="bench=raw").items
-        if sum(1 for p in pods if p.status.phase == "Running") >= total:
-            break
-        time.sleep(0.05)
-    raw_elapsed = time.monotonic() - raw_start
+    _settle(core, namespace)
+    # Baselines through the same apiserver, pinned to the same nodes: the very pods the bridge made (same
+    # spec, init container and volumes, no owner: `same_pods_per_s`), then as many minimal pods
+    # (`raw_pods_per_s`).
+    pods_path = f"/api/v1/namespaces/{namespace}/pods"
+    same = [_unowned(build_pod(JobView.of(body), rank, settings), f"same-{i}-{rank}")
+            for i, body in enumerate(bodies) for rank in range(nodes_per_job)]
+    same_rate = _pods_per_s(rest, pods_path, same, timeout)
     core.delete_collection_namespaced_pod(namespace, label_selector="bench=raw", grace_period_seconds=0)
-    deadline = time.monotonic() + 120
-    left = leftovers(core, namespace)
-    while any(left.values()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        left = leftovers(core, namespace)
+    _settle(core, namespace)
+    plain = [{"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": f"raw-{i}", "labels": {"bench": "raw"}, "annotations": NO_KWOK_DELAY},
+              "spec": {"nodeName": node_names[i % len(node_names)], "restartPolicy": "Never",
+                       "tolerations": [{"operator": "Exists"}],
+                       "containers": [{"name": "main", "image": BENCH_IMAGE}]}} for i in range(len(same))]
+    raw_rate = _pods_per_s(rest, pods_path, plain, timeout)
+    core.delete_collection_namespaced_pod(namespace, label_selector="bench=raw", grace_period_seconds=0)
+    left = _settle(core, namespace)
     return SubmitResult(
         nodes_per_job=nodes_per_job, jobs=jobs,
         submit_to_running_p50_ms=round(statistics.median(latencies), 1) if latencies else float("nan"),
         submit_to_running_p99_ms=round(_pct(latencies, 0.99), 1) if latencies else float("nan"),
-        jobs_per_s=round(len(running) / bridge_elapsed, 2), bridge_pods_per_s=round(len(running) * nodes_per_job /
-                                                                                     bridge_elapsed, 1),
-        raw_pods_per_s=round(total / raw_elapsed, 1), leaked=left)
+        jobs_per_s=round(len(running) / bridge_elapsed, 2),
+        bridge_pods_per_s=round(len(running) * nodes_per_job / bridge_elapsed, 1),
+        raw_pods_per_s=raw_rate, same_pods_per_s=same_rate, bridge_calls_per_job=calls, leaked=left)
 
 
 def bench_submit(nodes_per_job: int, jobs: int) -> dict[str, Any]:

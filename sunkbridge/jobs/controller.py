@@ -1,25 +1,33 @@
-"""The SlurmJob controller: one pod per allocated node, a headless Service, a Secret, and the status.
+"""The SlurmJob controller: one pod per allocated node, a Secret, a headless Service (jobs of several
+nodes), and the status.
 
-Level-triggered: SlurmJob and pod watch events only name a SlurmJob to reconcile; ``reconcile`` reads
-the current objects and makes the world match. Every object it creates is owned by the SlurmJob, so
-deleting the SlurmJob (the launcher does on exit or SIGTERM) removes everything. A garbage collector
-asks Slurm about exactly the job ids of the SlurmJobs it holds and deletes those Slurm no longer runs.
+Level-triggered: one informer per kind (SlurmJobs, the bridge's pods) keeps a local cache, and each
+event only names a SlurmJob to reconcile; ``reconcile`` reads the cached objects and makes the world
+match. A job's missing objects are created in parallel, and objects created but not yet seen in the
+cache are remembered for a while (expectations) so a burst of events never creates twice. Status is
+patched only when it changed: at once when the phase becomes Running or final, otherwise at most once
+per ``status_interval`` per job. Every object created is owned by the SlurmJob, so deleting the SlurmJob
+(the launcher does on exit or SIGTERM) removes everything. A garbage collector asks Slurm about exactly
+the job ids of the cached SlurmJobs and deletes those Slurm no longer runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import queue
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sunkbridge.jobs.builders import (
@@ -33,11 +41,13 @@ from sunkbridge.jobs.builders import (
     job_status,
     pod_state,
 )
+from sunkbridge.jobs.informer import MERGE_PATCH, Informer, JsonApi
 from sunkbridge.jobs.launcher import GROUP, PLURAL, TERMINAL, VERSION
 
 log = logging.getLogger("sunkbridge.jobs")
 ACTIVE_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING",
                            "STAGE_OUT", "RESIZING"})
+URGENT_PHASES = frozenset({"Running", *TERMINAL})
 
 
 def _now() -> str:
@@ -63,6 +73,20 @@ def slurm_running_jobs(ids: Sequence[int], env: Mapping[str, str] | None = None)
     return running
 
 
+
+@dataclass
+class _JobState:
+    """What the controller remembers about one SlurmJob between reconciles (never the source of truth)."""
+
+    uid: str
+    first_seen: float
+    support_made: bool = False
+    expected: dict[str, float] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    written: dict[str, Any] | None = None
+    last_patch: float = 0.0
+
+
 @dataclass
 class Controller:
     """Reconciles the SlurmJobs of one namespace."""
@@ -73,18 +97,31 @@ class Controller:
     gc_interval: float = 10.0
     gc_min_age: float = 20.0
     workers: int = 8
+    status_interval: float = 5.0
+    create_parallelism: int = 16
+    expectation_ttl: float = 30.0
+    calls: Counter[str] = field(default_factory=Counter)
     _queue: queue.Queue[str] = field(default_factory=queue.Queue)
     _pending: set[str] = field(default_factory=set)
     _busy: set[str] = field(default_factory=set)
     _again: set[str] = field(default_factory=set)
+    _later: list[tuple[float, str]] = field(default_factory=list)
+    _due: dict[str, float] = field(default_factory=dict)
+    _states: dict[str, _JobState] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _wake: threading.Condition = field(default_factory=threading.Condition)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _runtime_lock: threading.Lock = field(default_factory=threading.Lock)
     _runtime_ready: bool = False
 
     def __post_init__(self) -> None:
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
+        self.rest = JsonApi(self.api)
+        self.jobs = Informer(self.rest, f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}",
+                             on_change=lambda o: self.enqueue(str(o["metadata"]["name"])))
+        self.pods = Informer(self.rest, f"/api/v1/namespaces/{self.ns}/pods", label_selector=LABEL_JOB,
+                             index=_job_of, on_change=self._pod_changed)
+        self._pool = ThreadPoolExecutor(self.create_parallelism, thread_name_prefix="sunk-jobs-create")
 
     @property
     def ns(self) -> str:
@@ -92,10 +129,15 @@ class Controller:
 
     # -- loop ------------------------------------------------------------------------------------------
 
-    def start(self) -> Controller:
-        """Start the watches, the workers and the garbage collector in daemon threads."""
-        targets: list[Callable[[], None]] = [self._watch_jobs, self._watch_pods]
-        targets += [self._worker] * self.workers
+    def start(self, sync_timeout: float = 60.0) -> Controller:
+        """Start the informers, wait for their first listing, then the workers and the garbage collector."""
+        self.jobs.start()
+        self.pods.start()
+        deadline = time.monotonic() + sync_timeout
+        for informer in (self.jobs, self.pods):
+            if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"no listing of {informer.path} within {sync_timeout}s: is the API server up?")
+        targets: list[Callable[[], None]] = [self._worker] * self.workers + [self._delay_loop]
         if self.slurm_running is not None:
             targets.append(self._gc_loop)
         for target in targets:
@@ -106,8 +148,13 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+        self.jobs.stop()
+        self.pods.stop()
+        with self._wake:
+            self._wake.notify_all()
         for _ in range(self.workers):
             self._queue.put("")
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def enqueue(self, name: str) -> None:
         with self._lock:
@@ -118,6 +165,32 @@ class Controller:
                 return
             self._pending.add(name)
         self._queue.put(name)
+
+    def enqueue_after(self, name: str, delay: float) -> None:
+        """Reconcile `name` again in `delay` seconds (once, however often this is asked meanwhile)."""
+        due = time.monotonic() + delay
+        with self._wake:
+            if self._due.get(name, float("inf")) <= due:
+                return
+            self._due[name] = due
+            heapq.heappush(self._later, (due, name))
+            self._wake.notify()
+
+    def _delay_loop(self) -> None:
+        with self._wake:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                while self._later and self._later[0][0] <= now:
+                    due, name = heapq.heappop(self._later)
+                    if self._due.get(name) == due:
+                        del self._due[name]
+                        self.enqueue(name)
+                self._wake.wait(self._later[0][0] - now if self._later else None)
+
+    def _pod_changed(self, pod: dict[str, Any]) -> None:
+        job = _job_of(pod)
+        if job:
+            self.enqueue(job)
 
     def _worker(self) -> None:
         while not self._stop.is_set():
@@ -142,47 +215,6 @@ class Controller:
                 if again:
                     self.enqueue(name)
 
-    def _watch_loop(self, lister: Callable[..., Any], key: Callable[[dict[str, Any]], str | None],
-                    **kwargs: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                listing = lister(**kwargs)
-                items = listing["items"] if isinstance(listing, dict) else self.api.sanitize_for_serialization(
-                    listing)["items"]
-                rv = listing["metadata"]["resourceVersion"] if isinstance(listing, dict) else \
-                    listing.metadata.resource_version
-                for item in items:
-                    k = key(item)
-                    if k:
-                        self.enqueue(k)
-                w = watch.Watch()
-                for event in w.stream(lister, resource_version=rv, timeout_seconds=60, **kwargs):
-                    if self._stop.is_set():
-                        w.stop()
-                        return
-                    obj = event["object"]
-                    if not isinstance(obj, dict):
-                        obj = self.api.sanitize_for_serialization(obj)
-                    k = key(obj)
-                    if k:
-                        self.enqueue(k)
-            except Exception as exc:
-                if not self._stop.is_set():
-                    log.info("watch restarts: %s", exc)
-                    time.sleep(1)
-
-    def _watch_jobs(self) -> None:
-        def lister(**kw: Any) -> Any:
-            return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, **kw)
-        lister.__name__ = "list_slurmjobs"
-        self._watch_loop(lister, lambda o: str(o["metadata"]["name"]))
-
-    def _watch_pods(self) -> None:
-        def lister(**kw: Any) -> Any:
-            return self.core.list_namespaced_pod(self.ns, label_selector=LABEL_JOB, **kw)
-        lister.__name__ = "list_pods"
-        self._watch_loop(lister, lambda o: (o["metadata"].get("labels") or {}).get(LABEL_JOB))
-
     def _gc_loop(self) -> None:
         while not self._stop.wait(self.gc_interval):
             try:
@@ -190,72 +222,112 @@ class Controller:
             except Exception:
                 log.exception("garbage collection failed")
 
-    # -- reconcile -------------------------------------------------------------------------------------
+    # -- API calls -------------------------------------------------------------------------------------
 
-    def _create(self, fn: Callable[..., Any], body: dict[str, Any]) -> None:
+    def _create(self, path: str, body: dict[str, Any]) -> None:
+        """Create `body` under the namespace's collection `path`; an object that exists already is fine."""
+        self.calls[f"create {path}"] += 1
         try:
-            fn(self.ns, body)
+            self.rest.call("POST", f"/api/v1/namespaces/{self.ns}/{path}", body)
         except ApiException as exc:
             if exc.status != 409:
                 raise
 
+    def _create_all(self, bodies: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Create the objects in parallel; the first failure other than 'exists' is raised."""
+        if len(bodies) == 1:
+            self._create(*bodies[0])
+            return
+        for future in [self._pool.submit(self._create, path, body) for path, body in bodies]:
+            future.result()
+
     def _ensure_runtime(self) -> None:
-        if not self._runtime_ready:
-            self._create(self.core.create_namespaced_config_map, build_runtime_configmap(self.settings))
-            self._runtime_ready = True
+        with self._runtime_lock:
+            if not self._runtime_ready:
+                self._create("configmaps", build_runtime_configmap(self.settings))
+                self._runtime_ready = True
+
+    def _patch_status(self, name: str, status: dict[str, Any]) -> None:
+        self.calls["patch status"] += 1
+        self.rest.call("PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{name}/status",
+                       {"status": status}, content_type=MERGE_PATCH)
+
+    # -- reconcile -------------------------------------------------------------------------------------
+
+    def _state(self, name: str, uid: str) -> _JobState:
+        with self._lock:
+            state = self._states.get(name)
+            if state is None or state.uid != uid:
+                state = self._states[name] = _JobState(uid=uid, first_seen=time.monotonic())
+            return state
 
     def reconcile(self, name: str) -> None:
         """Make the pods, Service and Secret of SlurmJob `name` exist and its status match its pods."""
-        try:
-            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
-        if obj["metadata"].get("deletionTimestamp"):
+        obj = self.jobs.get(name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            with self._lock:
+                self._states.pop(name, None)
             return
         job = JobView.of(obj)
-        previous = obj.get("status") or {}
-        pods = self.core.list_namespaced_pod(self.ns, label_selector=f"{LABEL_JOB}={name}").items
-        raw = [self.api.sanitize_for_serialization(p) for p in pods]
+        state = self._state(name, job.uid)
+        raw = [p for p in self.pods.indexed(name) if _owner_uid(p) in (job.uid, None)]
+        previous = state.written if state.written is not None else (obj.get("status") or {})
         if previous.get("phase") in TERMINAL:
-            self._delete_unfinished(raw)
+            self._delete_unfinished(state, raw)
             return
+        now = time.monotonic()
         existing = {p["metadata"]["name"] for p in raw}
-        if len(existing) < len(job.nodes):
-            self._ensure_runtime()
-            self._create(self.core.create_namespaced_secret, build_secret(job, self.settings))
-            self._create(self.core.create_namespaced_service, build_service(job, self.settings))
-            for rank in range(len(job.nodes)):
-                if job.pod_name(rank) not in existing:
-                    self._create(self.core.create_namespaced_pod, build_pod(job, rank, self.settings))
+        state.expected = {n: t for n, t in state.expected.items()
+                          if n not in existing and now - t < self.expectation_ttl}
+        missing = [r for r in range(len(job.nodes))
+                   if job.pod_name(r) not in existing and job.pod_name(r) not in state.expected]
+        if missing:
+            bodies: list[tuple[str, dict[str, Any]]] = []
+            if not state.support_made:
+                self._ensure_runtime()
+                bodies.append(("secrets", build_secret(job, self.settings)))
+                if len(job.nodes) > 1:  # a lone pod finds its own name in /etc/hosts: no peers to resolve
+                    bodies.append(("services", build_service(job, self.settings)))
+            bodies += [("pods", build_pod(job, r, self.settings)) for r in missing]
+            self._create_all(bodies)
+            state.support_made = True
+            state.expected.update((job.pod_name(r), now) for r in missing)
         status = job_status([pod_state(p) for p in raw], len(job.nodes), previous, now=_now())
         if status != previous:
-            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.ns, PLURAL, name,
-                                                              {"status": status})
+            urgent = status.get("phase") != previous.get("phase") and status.get("phase") in URGENT_PHASES
+            due = max(state.last_patch, state.first_seen) + self.status_interval
+            if urgent or now >= due:
+                self._patch_status(name, status)
+                state.written, state.last_patch = status, time.monotonic()
+            else:
+                self.enqueue_after(name, due - now)
         if status.get("phase") in TERMINAL:
-            self._delete_unfinished(raw)
+            self._delete_unfinished(state, raw)
 
-    def _delete_unfinished(self, pods: Iterable[dict[str, Any]]) -> None:
+    def _delete_unfinished(self, state: _JobState, pods: Iterable[dict[str, Any]]) -> None:
         """Delete the pods that still run or wait (peers, pods that cannot start) of a finished job."""
         for pod in pods:
+            name = pod["metadata"]["name"]
             phase = (pod.get("status") or {}).get("phase")
-            if phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp"):
-                with contextlib.suppress(ApiException):
-                    self.core.delete_namespaced_pod(pod["metadata"]["name"], self.ns, grace_period_seconds=0)
+            if phase in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp") or name in state.deleted:
+                continue
+            self.calls["delete pod"] += 1
+            with contextlib.suppress(ApiException):
+                self.rest.call("DELETE", f"/api/v1/namespaces/{self.ns}/pods/{name}",
+                               {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
+            state.deleted.add(name)
 
     # -- garbage collection ----------------------------------------------------------------------------
 
     def collect_garbage(self) -> list[str]:
         """Delete SlurmJobs (and so their pods) whose Slurm job no longer runs; return their names."""
         assert self.slurm_running is not None
-        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)["items"]
         now = datetime.now(UTC)
         candidates: dict[str, int] = {}
-        for item in items:
+        for item in self.jobs.items():
             created = datetime.strptime(item["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ") \
                 .replace(tzinfo=UTC)
-            if (now - created).total_seconds() >= self.gc_min_age:
+            if (now - created).total_seconds() >= self.gc_min_age and not item["metadata"].get("deletionTimestamp"):
                 candidates[item["metadata"]["name"]] = int(item["spec"]["jobId"])
         if not candidates:
             return []
@@ -264,7 +336,18 @@ class Controller:
         for name in gone:
             log.info("slurm no longer runs the job of %s: deleting it", name)
             with contextlib.suppress(ApiException):
-                self.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, self.ns, PLURAL, name,
-                    body=client.V1DeleteOptions(propagation_policy="Background"))
+                self.rest.call("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{name}",
+                               {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
         return gone
+
+
+def _job_of(pod: Mapping[str, Any]) -> str | None:
+    return (pod["metadata"].get("labels") or {}).get(LABEL_JOB)
+
+
+def _owner_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the SlurmJob that owns `obj` (None when it names none)."""
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == "SlurmJob":
+            return str(ref.get("uid"))
+    return None
