@@ -139,6 +139,18 @@ class Slurm:
                 states[parts[0]] = (parts[1].rstrip("*"), parts[2].rstrip("*~#!%$@^-"))
         return states
 
+    def reasons(self) -> dict[str, str]:
+        """Slurm node name → the reason it is drained or down ("" when none)."""
+        out = self.ok("sinfo -h -N -o '%N|%E'")
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            name, _, reason = line.strip().partition("|")
+            found[name] = "" if reason == "none" else reason
+        return found
+
+    def resume(self, node: str) -> None:
+        self.ok(f"scontrol update nodename={shlex.quote(node)} state=resume")
+
     def jobs_on(self, node: str) -> list[str]:
         return self.ok(f"squeue -h -w {shlex.quote(node)} -o %A").split()
 
@@ -321,6 +333,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
 
     states: dict[str, tuple[str, str]] | None = None
     draining: dict[str, list[str]] = {}
+    rolling: list[str] = []
     busy = sum(p["metadata"]["labels"].get(b.BUSY_LABEL) == "true" for p in slurmd_pods.values())
     if ctl_pod is None or not _ready(ctl_pod):
         conds.set("ControllerReady", False, "NotReady", "slurmctld pod is not ready yet")
@@ -334,6 +347,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
                 _rollout(kube, slurm, ctl_pod, files, digest, conds, result)
             states = slurm.node_states()
             draining = _remove_leaving(kube, slurm, spec, leaving, states, result)
+            rolling = _roll_stale(kube, slurm, spec, uid, members, slurmd_pods, states, result)
             busy = _label_busy(kube, ns, slurmd_pods, states)
             conds.set("ControllerReady", True, "Answering", "slurmctld answers")
         except (RuntimeError, ApiException, OSError) as exc:
@@ -348,6 +362,10 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
             draining.setdefault(pod["metadata"]["labels"].get(b.POOL_LABEL, ""), []).append(name)
 
     _pool_status(spec, status, conds, members, slurmd_pods, states, draining)
+    for entry in status["pools"]:
+        mine = [n for n in rolling if members[n].pool == entry["name"]]
+        if mine:
+            entry["rolling"] = mine
     _service_conditions(spec, conds, pods)
     wanted = ["ConfigRendered", "ControllerReady", "ImagesAvailable"]
     wanted += ["RestApiReady"] if spec.restapi_replicas else []
@@ -432,6 +450,52 @@ def _remove_leaving(kube: Kube, slurm: Slurm, spec: ClusterSpec, leaving: Mappin
         result.events.append(f"deleted slurmd pod of drained node {name}")
         result.requeue = 2
     return draining
+
+
+ROLL_REASON = f"{REASON_PREFIX} replacing slurmd pod (its spec changed)"
+
+
+def _roll_stale(kube: Kube, slurm: Slurm, spec: ClusterSpec, uid: str, members: Mapping[str, b.Member],
+                slurmd_pods: Mapping[str, Mapping[str, Any]], states: Mapping[str, tuple[str, str]],
+                result: Result) -> list[str]:
+    """Replace slurmd pods whose spec is not the one the cluster asks for, one node at a time.
+
+    The node is drained (reason ROLL_REASON), its pod deleted once no job runs there, and the next pass
+    creates the pod anew; a node that comes back still drained for this reason is resumed. A roll starts
+    only while every other pool node has a ready pod. Returns the nodes being replaced now.
+    """
+    def ann(pod: Mapping[str, Any]) -> str | None:
+        return (pod["metadata"].get("annotations") or {}).get(b.POD_HASH_ANNOTATION)
+
+    want = {name: b.pod_hash(b.slurmd_pod(spec, uid, m)["spec"]) for name, m in members.items()}
+    current = {name for name, pod in slurmd_pods.items() if name in want and ann(pod) == want[name]}
+    stale = sorted(name for name, pod in slurmd_pods.items()
+                   if name in want and name not in current and not pod["metadata"].get("deletionTimestamp"))
+    drained = [n for n, (_, s) in states.items() if s in _DRAINED]
+    reasons = slurm.reasons() if drained else {}
+    for name in sorted(current):
+        if reasons.get(name) == ROLL_REASON and _ready(slurmd_pods[name]):
+            slurm.resume(name)
+            result.events.append(f"resumed {name}: its slurmd pod was replaced")
+    rolling = [n for n in stale if reasons.get(n) == ROLL_REASON]
+    if not rolling and stale:
+        settled = all(n in slurmd_pods and _ready(slurmd_pods[n]) and not slurmd_pods[n]["metadata"].get(
+            "deletionTimestamp") for n in members)
+        if not settled or any(r == ROLL_REASON for r in reasons.values()):
+            result.requeue = min(result.requeue, 5)
+            return [n for n, r in reasons.items() if r == ROLL_REASON]
+        rolling = stale[:1]
+        if rolling[0] in states:
+            slurm.drain(rolling[0], ROLL_REASON)
+        result.events.append(f"draining {rolling[0]} to replace its slurmd pod")
+    for name in rolling:
+        result.requeue = min(result.requeue, 5)
+        if name in states and slurm.jobs_on(name):
+            continue
+        log.info("replacing slurmd pod of %s", name)
+        kube.delete(f"/api/v1/namespaces/{spec.namespace}/pods/{slurmd_pods[name]['metadata']['name']}")
+        result.events.append(f"deleted stale slurmd pod of {name}")
+    return rolling
 
 
 def _label_busy(kube: Kube, ns: str, slurmd_pods: Mapping[str, Mapping[str, Any]],

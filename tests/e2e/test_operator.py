@@ -301,6 +301,55 @@ def test_held_job_survives_deletion_of_the_slurmctld_pod(env: Env) -> None:
     wait_for("SlurmCluster Ready again", lambda: env.condition("Ready").get("status") == "True", timeout=120)
 
 
+def test_slurmd_pods_are_replaced_one_node_at_a_time_after_running_jobs(env: Env) -> None:
+    def slurmd_pods() -> dict[str, Any]:
+        return {p.spec.node_name: p for p in env.core.list_namespaced_pod(
+            NS, label_selector="sunkbridge.io/component=slurmd").items}
+
+    before = {node: pod.metadata.uid for node, pod in slurmd_pods().items()}
+    assert sorted(before) == list(NODES)
+    job = env.login(f"sbatch --parsable -w {NODES[0]} -o /dev/null --wrap {HOLD}").strip()
+    wait_for("job running", lambda: f"{job} R" in env.login("squeue -h -o '%i %t'"), timeout=60)
+    env.kubectl("patch", "slurmcluster", NAME, "--type=json", "-p", json.dumps([
+        {"op": "add", "path": "/spec/pools/0/slurmdResources",
+         "value": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}}}]))
+    wait_for(f"{NODES[0]} draining for the replacement",
+             lambda: f"{NODES[0]} drng" in env.login("sinfo -h -N -o '%N %t'"), timeout=60)
+    time.sleep(5)  # passes of the operator while the job runs: no pod may go, and only one node drains
+    assert {node: pod.metadata.uid for node, pod in slurmd_pods().items()} == before
+    assert f"{NODES[1]} idle" in env.login("sinfo -h -N -o '%N %t'")
+    assert f"{job} R" in env.login("squeue -h -o '%i %t'")
+    release(env, NODES[0], job)
+
+    going: list[str] = []  # nodes in the order their old pod started to go
+    new_ready: set[str] = set()  # nodes whose new pod has been seen ready
+    overlaps: list[str] = []
+
+    def all_replaced() -> bool:
+        pods = slurmd_pods()
+        for n, p in pods.items():
+            if p.metadata.uid != before[n] and p.metadata.deletion_timestamp is None and any(
+                    c.type == "Ready" and c.status == "True" for c in p.status.conditions or []):
+                new_ready.add(n)
+        for n in NODES:
+            p = pods.get(n)
+            if n not in going and (p is None or p.metadata.uid != before[n] or p.metadata.deletion_timestamp):
+                if going and going[-1] not in new_ready:
+                    overlaps.append(f"{n} went before {going[-1]} had a ready pod again")
+                going.append(n)
+        return new_ready == set(NODES)
+
+    wait_for("both slurmd pods replaced and ready", all_replaced, timeout=360, interval=1)
+    assert going == list(NODES) and not overlaps, (going, overlaps)
+    for pod in slurmd_pods().values():
+        assert pod.spec.containers[0].resources.requests == {"cpu": "50m", "memory": "64Mi"}
+    rows = env.login(f"sacct -n -P -X -j {job} -o State,ExitCode").split()
+    assert rows == ["COMPLETED|0:0"], rows
+    wait_for("both nodes idle", lambda: env.login("sinfo -h -N -o '%N %t'", check=False).split() == [
+        NODES[0], "idle", NODES[1], "idle"], timeout=120)
+    wait_for("SlurmCluster Ready", lambda: env.condition("Ready").get("status") == "True", timeout=60)
+
+
 def test_partition_change_rolls_out_while_jobs_wait(env: Env) -> None:
     running = env.login(f"sbatch --parsable -N2 --exclusive -w sunk-op-node-[1-2] -o /dev/null --wrap {HOLD}").strip()
     queued = env.login("sbatch --parsable -N2 -o /dev/null --wrap 'hostname'").strip()

@@ -44,6 +44,8 @@ def test_spec_defaults_and_pools() -> None:
                                                          "nodeSelector": {"a": "2"}}]}, "spec.pools[1].partition"),
     ({"pools": [{"name": "a", "nodeSelector": {}}]}, "spec.pools[0]"),
     ({"accounting": {"enabled": True}}, "spec.accounting.database"),
+    ({"pools": [{"name": "a", "nodeSelector": {"a": "1"}, "slurmdResources": {"request": {"cpu": "1"}}}]},
+     "spec.pools[0].slurmdResources"),
 ])
 def test_bad_specs_name_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(SpecError) as err:
@@ -111,3 +113,28 @@ def test_accounting_adds_slurmdbd() -> None:
     assert "StorageHost=mariadb" in b.slurmdbd_conf(spec)
     dep = b.slurmdbd_deployment(spec, "u")
     assert dep["spec"]["template"]["spec"]["volumes"][-1]["secret"]["secretName"] == "db"
+
+
+def test_slurmd_pod_hash_follows_image_and_resources_only() -> None:
+    node = _node("n-1", "h100")
+    spec = parse_cluster(_body())
+    pod = b.slurmd_pod(spec, "u-1", b.member_of(spec, "h100", node))
+    same = b.slurmd_pod(parse_cluster(_body()), "u-2", b.member_of(spec, "h100", node))
+    assert pod["metadata"]["annotations"][b.POD_HASH_ANNOTATION] == b.pod_hash(pod["spec"])
+    assert b.pod_hash(same["spec"]) == b.pod_hash(pod["spec"]), "owner uid is not part of the pod spec"
+    pools = _body()["spec"]["pools"]
+    pools[0]["slurmdResources"] = {"requests": {"cpu": "50m"}, "limits": {"memory": "1Gi"}}
+    sized = parse_cluster(_body(pools=pools))
+    sized_pod = b.slurmd_pod(sized, "u-1", b.member_of(sized, "h100", node))
+    assert sized_pod["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "50m"}, "limits": {"memory": "1Gi"}}
+    assert b.pod_hash(sized_pod["spec"]) != b.pod_hash(pod["spec"])
+    retagged = parse_cluster(_body(images={"slurmd": "local/sunk-slurmd:22.05-b"}))
+    assert b.pod_hash(b.slurmd_pod(retagged, "u-1", b.member_of(retagged, "h100", node))["spec"]) != \
+        b.pod_hash(pod["spec"])
+
+
+def test_restapi_and_slurmdbd_services_are_headless() -> None:
+    spec = parse_cluster(_body(restapi={"enabled": True}))
+    svc = b.service(spec, "u", "restapi", b.RESTD_PORT)
+    assert svc["metadata"]["name"] == "c1-restapi" and svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["selector"][b.COMPONENT_LABEL] == "restapi"
