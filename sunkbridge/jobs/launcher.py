@@ -6,7 +6,9 @@ with the environment Slurm gives a batch script. The launcher:
 
 * turns that environment into a ``SlurmJob`` object (one pod per allocated node is the controller's job);
 * copies rank 0's output into its own standard output and error, which slurmd has already opened on the
-  job's ``--output``/``--error`` files;
+  job's ``--output``/``--error`` files: it follows the log while the container runs, and once the job has
+  ended reads the whole log again and writes what the stream had not (the pod stays until the launcher
+  deletes the SlurmJob);
 * exits with the job's status (a task killed by a signal makes the launcher die of the same signal);
 * on SIGTERM (``scancel``, time limit) deletes the ``SlurmJob``, and with it every pod, then exits.
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
+import json
 import os
 import pwd
 import re
@@ -28,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, BinaryIO
 
 GROUP = "sunkbridge.io"
@@ -320,6 +325,110 @@ def exit_status(status: Mapping[str, Any]) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Copying rank 0's log
+
+
+def parse_log_line(line: bytes) -> tuple[tuple[int, int], bytes]:
+    """Split a line of a ``timestamps=true`` pod log into ((epoch seconds, nanoseconds), the line's text).
+
+    The kubelet writes RFC 3339 times with up to nine fractional digits (trailing zeros dropped).
+    """
+    stamp, _, text = line.partition(b" ")
+    whole, _, rest = stamp.decode("ascii", "replace").partition(".")
+    digits = "".join(itertools.takewhile(str.isdigit, rest))
+    zone = rest[len(digits):] if rest else ""
+    when = datetime.fromisoformat(whole + zone)  # ValueError for a line without a time
+    return (int(when.timestamp()), int(digits.ljust(9, "0")[:9] or 0)), text
+
+
+def split_log(data: bytes) -> list[bytes]:
+    """The lines of a log (each with its newline; the last may lack one). Only ``\\n`` ends a line."""
+    parts = data.split(b"\n")
+    return [p + b"\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _stamp(line: bytes) -> tuple[int, int]:
+    try:
+        return parse_log_line(line)[0]
+    except ValueError:
+        return (0, 0)
+
+
+@dataclass
+class LogCopy:
+    """One stream of rank 0's log (both when `stream` is None) copied into `sink`, line by line.
+
+    The follow stream writes complete lines only, and remembers how many it wrote and the time of the last
+    one; :meth:`complete` then writes the rest of the ended container's log from there, so nothing is
+    written twice or left out whatever the follow stream managed.
+    """
+
+    sink: BinaryIO
+    stream: str | None = None
+    lines: int = 0
+    last: tuple[int, int] = (0, 0)
+    followed: bool = False  # the follow stream ran to its end (the kubelet closes it when the container ends)
+    _buffer: bytes = b""
+    _closed: bool = False
+    _response: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request(self, follow: bool) -> dict[str, Any]:
+        """Keyword arguments of ``read_namespaced_pod_log`` for this stream."""
+        kwargs: dict[str, Any] = {"container": "main", "timestamps": True, "follow": follow,
+                                  "_preload_content": False}
+        if self.stream:
+            kwargs["stream"] = self.stream
+        return kwargs
+
+    def attach(self, response: Any) -> None:
+        """Remember the open follow response, so :meth:`close` can end it."""
+        with self._lock:
+            self._response = response
+
+    def _write(self, line: bytes) -> None:
+        try:
+            self.last, text = parse_log_line(line)
+        except ValueError:  # not the kubelet's form: copy it as it is
+            text = line
+        self.sink.write(text)
+        self.lines += 1
+
+    def feed(self, chunk: bytes) -> None:
+        """Write the complete lines of the follow stream that `chunk` ends."""
+        with self._lock:
+            if self._closed:
+                return
+            *complete, self._buffer = (self._buffer + chunk).split(b"\n")
+            for line in complete:
+                self._write(line + b"\n")
+            if complete:
+                self.sink.flush()
+
+    def close(self) -> None:
+        """Stop the follow stream: it writes nothing after this."""
+        with self._lock:
+            self._closed = True
+            if self._response is not None:
+                with contextlib.suppress(Exception):
+                    self._response.close()
+
+    def complete(self, data: bytes) -> None:
+        """Write what the follow stream did not of `data`, the whole log of the ended container."""
+        lines = split_log(data)
+        start = 0
+        if self.lines:
+            if len(lines) >= self.lines and _stamp(lines[self.lines - 1]) == self.last:
+                start = self.lines  # the same file the stream read: go on from its last line
+            else:  # the kubelet rotated the file: go on after the last time the stream copied
+                start = next((i for i, ln in enumerate(lines) if _stamp(ln) > self.last), len(lines))
+        with self._lock:
+            for line in lines[start:]:
+                self._write(line)
+            self.sink.flush()
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Side effects
 
 
@@ -335,7 +444,7 @@ class Launcher:
     separate_error: bool
     log: Callable[[str], None] = field(default=lambda m: print(f"sunk-launcher: {m}", file=sys.stderr))
     _stop: threading.Event = field(default_factory=threading.Event)
-    _copied: dict[str | None, int] = field(default_factory=dict)  # bytes copied per log stream
+    _ended: threading.Event = field(default_factory=threading.Event)
 
     @property
     def name(self) -> str:
@@ -387,69 +496,102 @@ class Launcher:
                     w.stop()
                     return
 
-    def _stream(self, pod: str, stream: str | None, sink: BinaryIO) -> None:
+    def _stream(self, pod: str, copy: LogCopy) -> None:
+        """Follow `copy`'s stream of `pod` from its first line until the container ends or the job is over."""
         from kubernetes import client
         core = client.CoreV1Api(self.api)
-        kwargs: dict[str, Any] = {"container": "main", "follow": True, "_preload_content": False}
-        if stream:
-            kwargs["stream"] = stream
-        for attempt in range(60):
+        while not self._stop.is_set() and not self._ended.is_set():
             try:
-                resp = core.read_namespaced_pod_log(pod, self.namespace, **kwargs)
+                resp = core.read_namespaced_pod_log(pod, self.namespace, **copy.request(follow=True))
+                copy.attach(resp)
                 for chunk in resp.stream(4096):
-                    sink.write(chunk)
-                    sink.flush()
-                    self._copied[stream] = self._copied.get(stream, 0) + len(chunk)
+                    copy.feed(chunk)
+                copy.followed = True
                 return
-            except Exception as exc:  # the container may not have started yet
-                if attempt == 59 or self._stop.is_set():
-                    self.log(f"cannot read the log of {pod}: {exc}")
-                    return
+            except Exception:  # the container may not have started yet; the final read covers the rest
                 time.sleep(0.5)
 
-    def _catch_up(self, pod: str) -> None:
-        """Copy what a follow stream missed: a container that ends quickly can close it before its output."""
+    def _finish(self, pod: str, copies: Sequence[LogCopy], streams: Sequence[threading.Thread]) -> None:
+        """Copy what the follow streams did not: the whole log of the ended container, from where they stopped.
+
+        The pod stays until the launcher deletes the SlurmJob, so this read sees everything the container
+        wrote (only lines the kubelet has already rotated away can be out of its reach).
+        """
         from kubernetes import client
+        self._ended.set()
+        for t in streams:
+            t.join(timeout=10)
+        for copy in copies:
+            copy.close()  # a stream that is still open stops here, and writes nothing more
         core = client.CoreV1Api(self.api)
-        pairs = [("Stdout", self.out), ("Stderr", self.err)] if self.separate_error else [(None, self.out)]
-        for stream, sink in pairs:
-            kwargs: dict[str, Any] = {"container": "main", "_preload_content": False}
-            if stream:
-                kwargs["stream"] = stream
-            try:
-                data = core.read_namespaced_pod_log(pod, self.namespace, **kwargs).data
-            except Exception:  # best effort: the pod may be gone already, and the stream had what there was
-                continue
-            done = self._copied.get(stream, 0)
-            if len(data) > done:
-                sink.write(data[done:])
-                sink.flush()
-                self._copied[stream] = len(data)
+        for copy in copies:
+            for attempt in range(5):
+                try:
+                    data = core.read_namespaced_pod_log(pod, self.namespace, **copy.request(follow=False)).data
+                except Exception as exc:
+                    if attempt == 4 and not copy.followed:  # else the stream had all the kubelet gave
+                        self.log(f"cannot read the end of the log of {pod}: {_reason(exc)}")
+                    time.sleep(0.5)
+                    continue
+                copy.complete(data)
+                break
+
+    def _split_refused(self, pod: str) -> bool:
+        """True (and said on the error stream) when the API server serves no per-stream pod logs.
+
+        Reading stdout and stderr apart needs Kubernetes' ``PodLogsQuerySplitStreams`` feature; without it
+        both streams go to the ``--output`` file.
+        """
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        try:
+            client.CoreV1Api(self.api).read_namespaced_pod_log(
+                pod, self.namespace, container="main", stream="Stdout", limit_bytes=1, _preload_content=False
+            ).release_conn()
+        except ApiException as exc:
+            if exc.status == 422:
+                self.log(f"the Kubernetes API server does not serve standard output and error apart "
+                         f"({_reason(exc)}): both are copied to the --output file; enable the "
+                         "PodLogsQuerySplitStreams feature gate for a separate --error file")
+                return True
+        except Exception:  # the streams themselves retry and report
+            pass
+        return False
 
     def run(self) -> tuple[int, int, str]:
         """Create the SlurmJob, copy rank 0's output, and return (exit code, signal, message)."""
         self.create()
         streams: list[threading.Thread] = []
+        copies: list[LogCopy] = []
         for obj in self._watch():
             status = obj.get("status") or {}
             pods = status.get("pods") or []
             rank0 = next((p for p in pods if p.get("rank") == 0), None)
-            if not streams and rank0 and (status.get("phase") in ("Running", *TERMINAL)) \
-                    and rank0.get("started"):
-                pairs = [("Stdout", self.out), ("Stderr", self.err)] if self.separate_error else [(None, self.out)]
-                for stream, sink in pairs:
-                    t = threading.Thread(target=self._stream, args=(rank0["name"], stream, sink), daemon=True)
+            if not streams and rank0 and rank0.get("started"):
+                if self.separate_error and not self._split_refused(rank0["name"]):
+                    copies = [LogCopy(self.out, "Stdout"), LogCopy(self.err, "Stderr")]
+                else:
+                    copies = [LogCopy(self.out)]
+                for copy in copies:
+                    t = threading.Thread(target=self._stream, args=(rank0["name"], copy), daemon=True)
                     t.start()
                     streams.append(t)
             if status.get("phase") in TERMINAL:
-                for t in streams:
-                    t.join(timeout=30)
-                if rank0 and all(not t.is_alive() for t in streams):
-                    self._catch_up(rank0["name"])
+                if rank0 and rank0.get("started"):
+                    self._finish(rank0["name"], copies, streams)
                 code, sig = exit_status(status)
                 # Only a failure of the bridge itself is reported; the script's own exit speaks for itself.
                 return code, sig, str(status.get("message") or "") if status.get("reason") else ""
         return 0, signal.SIGTERM, "terminated"
+
+
+def _reason(exc: Exception) -> str:
+    """An API error's message (the Status body's ``message``), else the exception's text."""
+    body = getattr(exc, "body", None)
+    if body:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            return str(json.loads(body)["message"])
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _annotate(job_id: str, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from sunkbridge.jobs.launcher import (
     LaunchError,
+    LogCopy,
     Mount,
     PatternContext,
     build_slurmjob,
@@ -18,6 +20,7 @@ from sunkbridge.jobs.launcher import (
     expand_hostlist,
     expand_pattern,
     normalise_image,
+    parse_log_line,
     parse_mounts,
     sanitise_name,
     slurmjob_name,
@@ -60,6 +63,49 @@ names = st.lists(st.builds(lambda p, n, w: f"{p}{str(n).zfill(w)}", st.sampled_f
 def test_launcher_hostlist_agrees_with_the_sbatch_parser(hosts: list[str]) -> None:
     text = compress_hostlist(hosts)
     assert expand_hostlist(text) == sbatch_expand(text) == hosts
+
+
+def _log(*lines: tuple[str, str]) -> bytes:
+    """A ``timestamps=true`` pod log of (time, text) lines."""
+    return b"".join(f"{t} {x}".encode() for t, x in lines)
+
+
+LOG = (("2026-11-26T17:18:09.5Z", "one\n"), ("2026-11-26T17:18:09.500000001Z", "two\r\n"),
+       ("2026-11-26T17:18:10Z", "three\n"), ("2026-11-26T17:18:10Z", "no newline"))
+
+
+def test_log_lines_carry_the_kubelets_time() -> None:
+    assert parse_log_line(b"2026-11-26T17:18:09.5Z a b\n") == ((1795713489, 500000000), b"a b\n")
+    assert parse_log_line(b"2026-11-26T18:18:09.000000002+01:00 x") == ((1795713489, 2), b"x")
+    with pytest.raises(ValueError):
+        parse_log_line(b"bye\n")
+
+
+@pytest.mark.parametrize("chunks", [
+    [],  # the follow stream never opened (the container had ended): the final read copies all
+    [_log(*LOG[:1])[:7]],  # the stream ended inside the first line's time
+    [_log(*LOG[:2])[:-1]],  # ... inside the second line
+    [_log(*LOG[:1]), _log(*LOG[1:3])],  # ... at a line's end
+    [_log(*LOG)],  # the stream had everything, the last line without its newline
+])
+def test_the_final_read_writes_exactly_what_the_stream_did_not(chunks: list[bytes]) -> None:
+    sink = io.BytesIO()
+    copy = LogCopy(sink)
+    for chunk in chunks:
+        copy.feed(chunk)
+    copy.close()
+    copy.feed(_log(*LOG))  # a stream that is closed writes nothing more
+    copy.complete(_log(*LOG))
+    assert sink.getvalue() == b"one\ntwo\r\nthree\nno newline"
+
+
+def test_after_a_rotation_the_final_read_goes_on_after_the_last_copied_time() -> None:
+    sink = io.BytesIO()
+    copy = LogCopy(sink, "Stdout")
+    copy.feed(_log(*LOG[:2]))
+    copy.complete(_log(*LOG[1:]))  # the kubelet rotated the file after the first line
+    assert sink.getvalue() == b"one\ntwo\r\nthree\nno newline"
+    assert copy.request(follow=True)["stream"] == "Stdout" and copy.request(follow=False)["timestamps"]
 
 
 def test_mounts_and_images() -> None:
