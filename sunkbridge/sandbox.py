@@ -15,7 +15,7 @@ from sunkbridge.lanes.daemons import LaneError
 from sunkbridge.lanes.k8s import DAEMONS as KUBE_DAEMONS
 from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
 from sunkbridge.lanes.nodes import RealNode, RealNodes, Site
-from sunkbridge.lanes.slurm import SlurmLane, SlurmLaneConfig, SlurmLaneError
+from sunkbridge.lanes.slurm import SlurmLane, SlurmLaneConfig
 from sunkbridge.paths import state_root
 
 
@@ -33,6 +33,8 @@ class SandboxConfig:
     etcd_port: int = 2379
     pools: list[PoolSpec] = field(default_factory=default_pools)
     real_nodes: int = 0
+    accounting: bool = True
+    """Run slurmdbd and MariaDB with the Slurm lane, so `sacct` answers."""
 
 
 @dataclass(frozen=True)
@@ -84,14 +86,17 @@ class Sandbox:
             if self.config.real_nodes:
                 self.on_step(f"starting {self.config.real_nodes} real kubelet node(s)")
                 self.real_nodes().up(self.config.real_nodes)
-            self.on_step("starting the Slurm lane (munged, slurmctld, slurmd, slurmrestd)")
+            accounting = " (with slurmdbd and MariaDB)" if self.config.accounting else ""
+            self.on_step(f"starting the Slurm lane{accounting}")
             if not self.slurm.is_running():
-                self.slurm = SlurmLane(SlurmLaneConfig(base_dir=self.config.root / "slurm")).start()
+                self.slurm = SlurmLane(SlurmLaneConfig(base_dir=self.config.root / "slurm",
+                                                       accounting=self.config.accounting)).start()
         except BaseException:
             self.down()
             raise
         saved = {"api_port": self.config.api_port, "etcd_port": self.config.etcd_port,
-                 "real_nodes": self.config.real_nodes, "pools": [asdict(p) for p in self.config.pools]}
+                 "real_nodes": self.config.real_nodes, "accounting": self.config.accounting,
+                 "pools": [asdict(p) for p in self.config.pools]}
         (self.config.root / "sandbox.json").write_text(json.dumps(saved, indent=2))
         return time.monotonic() - started
 
@@ -146,7 +151,7 @@ def _slurm_lane(base_dir: Path) -> SlurmLane:
     """The Slurm lane recorded under `base_dir`, or a new one to start there."""
     try:
         return SlurmLane.attach(base_dir)
-    except SlurmLaneError:
+    except LaneError:
         return SlurmLane(SlurmLaneConfig(base_dir=base_dir))
 
 
@@ -159,7 +164,8 @@ def load_config(root: Path | None = None) -> SandboxConfig:
     data = json.loads(saved.read_text())
     return SandboxConfig(root=root, api_port=int(data["api_port"]),
                          etcd_port=int(data["etcd_port"]), real_nodes=int(data.get("real_nodes", 0)),
+                         accounting=bool(data.get("accounting", True)),
                          pools=[PoolSpec(**p) for p in data["pools"]])
 
 
-__all__ = ["LaneError", "Sandbox", "SandboxConfig", "SandboxStatus", "SlurmLaneError", "load_config"]
+__all__ = ["LaneError", "Sandbox", "SandboxConfig", "SandboxStatus", "load_config"]

@@ -16,7 +16,7 @@ from rich.table import Table
 from sunkbridge.k8s import binaries
 from sunkbridge.k8s.pools import parse_pools
 from sunkbridge.lanes.daemons import LaneError
-from sunkbridge.sandbox import Sandbox, SandboxConfig, SlurmLaneError, load_config
+from sunkbridge.sandbox import Sandbox, SandboxConfig, load_config
 
 console = Console(stderr=True)
 
@@ -60,7 +60,7 @@ def up(pools: str, api_port: int, etcd_port: int, real_nodes: int) -> None:
         sandbox = Sandbox(config, _step_reporter(status))
         try:
             took = sandbox.up()
-        except (LaneError, SlurmLaneError, binaries.BuildError) as exc:
+        except (LaneError, binaries.BuildError) as exc:
             _fail(exc)
     console.print(f"[green]sandbox up[/] in {took:.1f}s")
     click.echo(_usage(sandbox))
@@ -111,7 +111,7 @@ def prepare(real_nodes: bool) -> None:
     with console.status("preparing") as status:
         on_step = _step_reporter(status)
         try:
-            on_step("installing Debian's Slurm packages when missing")
+            on_step("installing Debian's Slurm, slurmdbd and MariaDB packages when missing")
             ensure_installed()
             tools = binaries.ALL_TOOLS + (binaries.REAL_NODE_TOOLS if real_nodes else ())
             paths = binaries.build_all(on_step, tools)
@@ -122,7 +122,7 @@ def prepare(real_nodes: bool) -> None:
                 for suite in ("bookworm", "sid"):
                     ensure_base(suite, on_step=on_step)
                 RealNodes(Sandbox(load_config()).kube, on_step=on_step).ensure_images()
-        except (LaneError, SlurmLaneError, binaries.BuildError) as exc:
+        except (LaneError, binaries.BuildError) as exc:
             _fail(exc)
     for name, path in sorted(paths.items()):
         click.echo(f"{name}\t{path}")
@@ -159,7 +159,7 @@ def demo() -> None:
         _fail(LaneError("the sandbox is not running; start it with `sunk dev up`"))
     try:
         result = run_demo(sandbox, sandbox.config.root / "demo", console.log)
-    except (TimeoutError, SlurmLaneError) as exc:
+    except (TimeoutError, LaneError) as exc:
         _fail(exc)
     click.echo(f"Slurm job {result.job_id}: {result.job_state}")
     click.echo(result.job_output.rstrip())

@@ -55,16 +55,16 @@ def pid_alive(pid: int) -> bool:
     """True when `pid` runs and is not a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError, ProcessLookupError):
+    except (OSError, IndexError):
         return False
     return state != "Z"
 
 
 def read_pid(pidfile: Path) -> int | None:
-    """The pid recorded in `pidfile`, or None."""
+    """The pid recorded in `pidfile` (its first word), or None."""
     try:
-        return int(pidfile.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        return int(pidfile.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
         return None
 
 

@@ -1,13 +1,22 @@
-"""A real Slurm cluster on loopback: munged, slurmctld, several slurmd with simulated GPUs, slurmrestd.
+"""A real Slurm cluster on loopback: munged, slurmctld, several slurmd with simulated GPUs, slurmrestd, and
+accounting (`sacct`) through slurmdbd and a private MariaDB.
 
 Everything lives under one base directory: configuration (`etc/`), a private munge key and socket
 (`munge/`), controller state and slurmd spools (`spool/`), pid files (`run/`), logs (`log/`), stand-in
-GPU device nodes (`dev/`) and slurmrestd's socket (`rest/`). The daemons detach from the starting process,
-so a lane started by one process (`sunk dev up`) can be stopped by another (`sunk dev down`) through
-`SlurmLane.attach(base_dir).stop()`.
+GPU device nodes (`dev/`), slurmrestd's socket (`rest/`) and the accounting database (`db/`). The daemons
+detach from the starting process, so a lane started by one process (`sunk dev up`) can be stopped by
+another (`sunk dev down`) through `SlurmLane.attach(base_dir).stop()`.
 
-Rendering the configuration files is pure (`render_slurm_conf`, `render_gres_conf`,
-`render_cgroup_conf`); starting and stopping daemons is kept in `SlurmLane`.
+Accounting is on unless `SlurmLaneConfig(accounting=False)`: MariaDB (its own datadir, socket and port,
+run as `mysql`) starts first, then slurmdbd, then the cluster is registered with `sacctmgr` and slurmctld
+starts with `AccountingStorageType=accounting_storage/slurmdbd`. AccountingStorageEnforce stays unset and
+no user has an association (not even root, which `sacctmgr add cluster` gives one), so every job is
+accepted and recorded with the account it asked for; with an association, slurmctld would swap an
+unknown `--account` for the user's default account.
+
+Rendering the configuration files is pure (`render_slurm_conf`, `render_slurmdbd_conf`,
+`render_mariadb_cnf`, `render_gres_conf`, `render_cgroup_conf`); starting and stopping daemons is kept in
+`SlurmLane`.
 """
 
 from __future__ import annotations
@@ -31,9 +40,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sunkbridge.lanes.daemons import LaneError, pid_alive, port_free, read_pid
+
 SLURM_PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client", "slurmrestd",
                   "slurm-wlm-basic-plugins", "slurm-wlm-jwt-plugin")
 """Debian packages the lane needs (bookworm ships Slurm 22.05)."""
+
+ACCOUNTING_PACKAGES = ("slurmdbd", "mariadb-server")
+"""Debian packages the lane's accounting needs: slurmdbd and the MariaDB it stores jobs in."""
+
+_ALL_PACKAGES = SLURM_PACKAGES + ACCOUNTING_PACKAGES
 
 REST_API_VERSION = "v0.0.38"
 """The slurmrestd OpenAPI plugin the lane loads (the newest in 22.05 that works without slurmdbd)."""
@@ -55,13 +71,31 @@ _REQUIRED_BINARIES = {
     "/usr/bin/squeue": "slurm-client",
     "/usr/bin/sinfo": "slurm-client",
     "/usr/bin/scancel": "slurm-client",
+    "/usr/bin/sacct": "slurm-client",
+    "/usr/bin/sacctmgr": "slurm-client",
 }
 _REQUIRED_PLUGINS = {
     "openapi_v0_0_38.so": "slurm-wlm-basic-plugins",
     "rest_auth_local.so": "slurm-wlm-basic-plugins",
     "auth_jwt.so": "slurm-wlm-jwt-plugin",
 }
+_ACCOUNTING_BINARIES = {
+    "/usr/sbin/slurmdbd": "slurmdbd",
+    "/usr/sbin/mariadbd": "mariadb-server",
+    "/usr/bin/mariadb-install-db": "mariadb-server",
+    "/usr/bin/mariadb": "mariadb-server",
+    "/usr/bin/mariadb-admin": "mariadb-server",
+}
+_ACCOUNTING_PLUGINS = {"accounting_storage_mysql.so": "slurmdbd"}
 _PLUGIN_GLOB = "/usr/lib/*/slurm-wlm/{}"
+
+ACCOUNTING_DB = "slurm_acct_db"
+"""The MariaDB database slurmdbd keeps the lane's accounting in."""
+
+_DB_USER = "slurm"  # the MariaDB account slurmdbd logs in with
+# SlurmUser of slurmctld and slurmdbd alike: slurmctld takes association updates only from its SlurmUser.
+_SLURM_USER = "root"
+_DB_OS_USER = "mysql"  # the system user MariaDB runs as (created by Debian's mariadb-server)
 
 # Ports the lane picks from when none are given: below Linux's ephemeral range, away from well-known ones.
 _PORT_RANGE = (20000, 32000)
@@ -69,7 +103,7 @@ _GPU_DEVICE = (1, 3)  # major/minor of the stand-in GPU character devices (the s
 _apt_updated = False
 
 
-class SlurmLaneError(RuntimeError):
+class SlurmLaneError(LaneError):
     """A lane step failed. The one-line message names the step, the log to read and the fix."""
 
     def __init__(self, step: str, detail: str, *, log: Path | None = None, fix: str = "") -> None:
@@ -157,9 +191,15 @@ class SlurmLaneConfig:
     def_mem_per_cpu_mb: int | None = 1000
     extra_conf: Mapping[str, str] = field(default_factory=dict)
     start_timeout: float = 60.0
+    accounting: bool = True
+    slurmdbd_port: int | None = None
+    mariadb_port: int | None = None
 
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir).absolute()
+        if not self.cluster_name or self.cluster_name != self.cluster_name.lower():
+            raise ValueError(f"cluster_name {self.cluster_name!r} must be non-empty and lowercase "
+                             "(Slurm lowercases it and accounting looks it up by that name)")
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise ValueError(f"node names repeat: {names}")
@@ -178,6 +218,8 @@ class LanePorts:
     slurmctld: int
     slurmd: Mapping[str, int]
     restd: int
+    slurmdbd: int | None = None
+    mariadb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +257,28 @@ class LanePaths:
     @property
     def jwt_key(self) -> Path:
         return self.etc / "jwt_hs256.key"
+
+    @property
+    def slurmdbd_conf(self) -> Path:
+        """slurmdbd reads it from the directory of `SLURM_CONF`."""
+        return self.etc / "slurmdbd.conf"
+
+    @property
+    def mariadb_cnf(self) -> Path:
+        return self.etc / "mariadb.cnf"
+
+    @property
+    def db(self) -> Path:
+        """MariaDB's folder (owned by `mysql`, so under `runtime`): datadir, socket, its own pid file."""
+        return self.runtime / "db"
+
+    @property
+    def db_data(self) -> Path:
+        return self.db / "data"
+
+    @property
+    def db_socket(self) -> Path:
+        return self.db / "mariadbd.sock"
 
     @property
     def munge(self) -> Path:
@@ -280,6 +344,22 @@ class LanePaths:
     def slurmctld_log(self) -> Path:
         return self.log / "slurmctld.log"
 
+    @property
+    def slurmdbd_pid(self) -> Path:
+        return self.run / "slurmdbd.pid"
+
+    @property
+    def slurmdbd_log(self) -> Path:
+        return self.log / "slurmdbd.log"
+
+    @property
+    def mariadbd_pid(self) -> Path:
+        return self.run / "mariadbd.pid"
+
+    @property
+    def mariadbd_log(self) -> Path:
+        return self.log / "mariadbd.log"
+
     def restd_pid(self, kind: str) -> Path:
         """Pid file of slurmrestd `kind`: `socket` (local auth) or `tcp` (JWT)."""
         return self.run / f"slurmrestd-{kind}.pid"
@@ -307,7 +387,7 @@ def render_slurm_conf(config: SlurmLaneConfig, paths: LanePaths, ports: LanePort
         f"ClusterName={config.cluster_name}",
         "SlurmctldHost=localhost(127.0.0.1)",
         f"SlurmctldPort={ports.slurmctld}",
-        "SlurmUser=root",
+        f"SlurmUser={_SLURM_USER}",
         "SlurmdUser=root",
         "AuthType=auth/munge",
         f"AuthInfo=socket={paths.munge_socket}",
@@ -326,8 +406,21 @@ def render_slurm_conf(config: SlurmLaneConfig, paths: LanePaths, ports: LanePort
         "SlurmdDebug=info",
         "ProctrackType=proctrack/linuxproc",
         "TaskPlugin=task/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "AccountingStorageType=accounting_storage/none",
+    ]
+    if config.accounting:
+        if ports.slurmdbd is None:
+            raise ValueError("accounting needs a slurmdbd port")
+        # AccountingStoragePass names the munge socket for the connection to slurmdbd (AuthInfo does not).
+        lines += [
+            "JobAcctGatherType=jobacct_gather/linux",
+            "AccountingStorageType=accounting_storage/slurmdbd",
+            "AccountingStorageHost=localhost",
+            f"AccountingStoragePort={ports.slurmdbd}",
+            f"AccountingStoragePass={paths.munge_socket}",
+        ]
+    else:
+        lines += ["JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none"]
+    lines += [
         "JobCompType=jobcomp/none",
         "MpiDefault=none",
         "SwitchType=switch/none",
@@ -375,6 +468,54 @@ def render_slurm_conf(config: SlurmLaneConfig, paths: LanePaths, ports: LanePort
     return "\n".join(lines) + "\n"
 
 
+def render_slurmdbd_conf(config: SlurmLaneConfig, paths: LanePaths, ports: LanePorts,
+                         storage_pass: str) -> str:
+    """slurmdbd.conf: slurmdbd on loopback, storing into the lane's MariaDB over TCP."""
+    if ports.slurmdbd is None or ports.mariadb is None:
+        raise ValueError("accounting needs slurmdbd and MariaDB ports")
+    return "\n".join([
+        "AuthType=auth/munge",
+        f"AuthInfo=socket={paths.munge_socket}",
+        "DbdHost=localhost",
+        "DbdAddr=127.0.0.1",
+        f"DbdPort={ports.slurmdbd}",
+        f"SlurmUser={_SLURM_USER}",
+        f"PidFile={paths.slurmdbd_pid}",
+        f"LogFile={paths.slurmdbd_log}",
+        "DebugLevel=info",
+        "StorageType=accounting_storage/mysql",
+        "StorageHost=127.0.0.1",
+        f"StoragePort={ports.mariadb}",
+        f"StorageUser={_DB_USER}",
+        f"StoragePass={storage_pass}",
+        f"StorageLoc={ACCOUNTING_DB}",
+    ]) + "\n"
+
+
+def render_mariadb_cnf(paths: LanePaths, ports: LanePorts) -> str:
+    """The private MariaDB's only option file: loopback, its own datadir and socket, small and quick."""
+    if ports.mariadb is None:
+        raise ValueError("accounting needs a MariaDB port")
+    return "\n".join([
+        "[mysqld]",
+        f"datadir={paths.db_data}",
+        f"socket={paths.db_socket}",
+        f"pid-file={paths.db / 'mariadbd.pid'}",
+        f"port={ports.mariadb}",
+        "bind-address=127.0.0.1",
+        "skip-name-resolve",
+        # The values below which slurmdbd logs "Database settings not recommended values".
+        "innodb_buffer_pool_size=1024M",  # reserved, not resident: ~110 MB RSS either way
+        "innodb_log_file_size=64M",
+        "innodb_lock_wait_timeout=900",
+        # A test cluster's accounting: losing the last second of commits in a crash is fine.
+        "innodb_flush_log_at_trx_commit=2",
+        "[client]",
+        f"socket={paths.db_socket}",
+        "user=root",
+    ]) + "\n"
+
+
 def render_gres_conf(config: SlurmLaneConfig, paths: LanePaths) -> str:
     """gres.conf with autodetection off and each GPU backed by a stand-in device file."""
     lines = ["AutoDetect=off"]
@@ -406,10 +547,15 @@ def _plugin_present(name: str) -> bool:
     return bool(glob.glob(_PLUGIN_GLOB.format(name)))
 
 
-def missing_packages() -> list[str]:
-    """Debian packages whose files the lane needs but cannot find on this machine."""
-    missing = {pkg for path, pkg in _REQUIRED_BINARIES.items() if not Path(path).exists()}
-    missing |= {pkg for plugin, pkg in _REQUIRED_PLUGINS.items() if not _plugin_present(plugin)}
+def missing_packages(accounting: bool = True) -> list[str]:
+    """Debian packages whose files the lane needs but cannot find on this machine.
+
+    With `accounting`, also slurmdbd and MariaDB (the lane keeps accounting unless told otherwise).
+    """
+    binaries = {**_REQUIRED_BINARIES, **(_ACCOUNTING_BINARIES if accounting else {})}
+    plugins = {**_REQUIRED_PLUGINS, **(_ACCOUNTING_PLUGINS if accounting else {})}
+    missing = {pkg for path, pkg in binaries.items() if not Path(path).exists()}
+    missing |= {pkg for plugin, pkg in plugins.items() if not _plugin_present(plugin)}
     return sorted(missing)
 
 
@@ -425,18 +571,19 @@ def _apt(args: Sequence[str], step: str, timeout: float) -> None:
     if proc.returncode != 0:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise SlurmLaneError(step, f"`{' '.join(cmd)}` exited {proc.returncode}: {tail}",
-                             fix=f"run `apt-get update && apt-get install -y {' '.join(SLURM_PACKAGES)}` "
+                             fix=f"run `apt-get update && apt-get install -y {' '.join(_ALL_PACKAGES)}` "
                                  "as root and read its output")
 
 
-def ensure_installed(*, timeout: float = 900.0) -> list[str]:
+def ensure_installed(*, accounting: bool = True, timeout: float = 900.0) -> list[str]:
     """Install the Debian Slurm and munge packages that are missing; returns what was installed.
 
-    Runs `apt-get update` once per process, then a non-interactive `apt-get install`. Package scripts are
-    kept from starting system-wide munge/slurm services while installing.
+    With `accounting`, slurmdbd and mariadb-server too. Runs `apt-get update` once per process, then a
+    non-interactive `apt-get install`. Package scripts are kept from starting system-wide munge, slurm and
+    MariaDB services while installing.
     """
     global _apt_updated
-    missing = missing_packages()
+    missing = missing_packages(accounting)
     if not missing:
         return []
     if os.geteuid() != 0:
@@ -444,7 +591,8 @@ def ensure_installed(*, timeout: float = 900.0) -> list[str]:
                              fix=f"run `sudo apt-get install -y {' '.join(missing)}`")
     if shutil.which("apt-get") is None:
         raise SlurmLaneError("install", f"missing packages {' '.join(missing)} and no apt-get here",
-                             fix="install Slurm 22.05 (slurmctld, slurmd, slurmrestd, munge) by hand")
+                             fix="install Slurm 22.05 (slurmctld, slurmd, slurmrestd, slurmdbd, munge) and "
+                                 "mariadb-server by hand")
     policy = Path("/usr/sbin/policy-rc.d")
     own_policy = not policy.exists()
     if own_policy:
@@ -459,7 +607,7 @@ def ensure_installed(*, timeout: float = 900.0) -> list[str]:
     finally:
         if own_policy:
             policy.unlink(missing_ok=True)
-    still = missing_packages()
+    still = missing_packages(accounting)
     if still:
         names = " ".join(still)
         raise SlurmLaneError("install", f"packages {names} still incomplete after apt-get install",
@@ -469,21 +617,6 @@ def ensure_installed(*, timeout: float = 900.0) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Processes
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return False
-    return fields[0] != "Z"
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -509,7 +642,7 @@ def _lane_pids(base: Path, slurm_conf: Path) -> list[int]:
             continue
         env = _environ(int(entry.name))
         ours = env.get(MARKER_VAR) == str(base) or (env.get("SLURM_CONF") == conf and "SLURM_JOB_ID" in env)
-        if ours and _alive(int(entry.name)):
+        if ours and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -523,13 +656,8 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def _port_free(port: int) -> bool:
-    for host in ("0.0.0.0", "127.0.0.1"):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                return False
-    return True
+    """True when nothing listens on `port`, neither on all addresses nor on loopback."""
+    return all(port_free(port, host) for host in ("0.0.0.0", "127.0.0.1"))
 
 
 def _pick_ports(count: int, avoid: Iterable[int]) -> list[int]:
@@ -602,7 +730,7 @@ class SlurmLane:
         self.config = config
         self.paths = LanePaths(config.base_dir, runtime_dir_for(config.base_dir))
         self.ports: LanePorts | None = None
-        self._restd_procs: list[subprocess.Popen[bytes]] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
 
     # -- construction from a lane started elsewhere ------------------------------------------------------
 
@@ -632,11 +760,15 @@ class SlurmLane:
             def_mem_per_cpu_mb=cfg["def_mem_per_cpu_mb"],
             extra_conf=cfg["extra_conf"],
             start_timeout=cfg["start_timeout"],
+            accounting=cfg.get("accounting", False),
+            slurmdbd_port=cfg.get("slurmdbd_port"),
+            mariadb_port=cfg.get("mariadb_port"),
         )
         lane = cls(config)
         lane.paths = LanePaths(config.base_dir, runtime if runtime != config.base_dir else None)
         ports = data["ports"]
-        lane.ports = LanePorts(ports["slurmctld"], dict(ports["slurmd"]), ports["restd"])
+        lane.ports = LanePorts(ports["slurmctld"], dict(ports["slurmd"]), ports["restd"],
+                               ports.get("slurmdbd"), ports.get("mariadb"))
         return lane
 
     # -- public API ---------------------------------------------------------------------------------------
@@ -693,10 +825,13 @@ class SlurmLane:
         return _lane_pids(self.base_dir, self.paths.slurm_conf)
 
     def is_running(self) -> bool:
-        """True when munged, slurmctld, every slurmd and slurmrestd of this lane are alive."""
+        """True when munged, slurmctld, every slurmd and slurmrestd (and with accounting, MariaDB and
+        slurmdbd) of this lane are alive."""
         pidfiles = [self.paths.munge_pid, self.paths.slurmctld_pid, self.paths.restd_pid("socket")]
         if self.config.jwt:
             pidfiles.append(self.paths.restd_pid("tcp"))
+        if self.config.accounting:
+            pidfiles += [self.paths.mariadbd_pid, self.paths.slurmdbd_pid]
         pidfiles += [self.paths.slurmd_pid(n) for n in self.node_names]
         return all(self._own_pid(p) is not None for p in pidfiles)
 
@@ -705,7 +840,7 @@ class SlurmLane:
 
         On failure everything already started is stopped again and a `SlurmLaneError` is raised.
         """
-        ensure_installed()
+        ensure_installed(accounting=self.config.accounting)
         if os.geteuid() != 0:
             raise SlurmLaneError("start", "the Slurm lane runs slurmd and munged as root",
                                  fix="run as root (or inside a container where you are root)")
@@ -719,6 +854,10 @@ class SlurmLane:
         try:
             self._prepare()
             self._start_munged()
+            if self.config.accounting:
+                self._start_mariadb()
+                self._start_slurmdbd()
+                self._register_cluster()
             self._start_slurmctld()
             self._start_slurmds()
             self._wait_nodes_idle()
@@ -730,7 +869,8 @@ class SlurmLane:
         return self
 
     def restart_slurmctld(self) -> None:
-        """Start slurmctld again after it died or was killed; it recovers its state from StateSaveLocation."""
+        """Start slurmctld again after it died or was killed; it recovers its state from StateSaveLocation
+        (and, with accounting, reconnects to the slurmdbd that kept running)."""
         pid = self._own_pid(self.paths.slurmctld_pid)
         if pid is not None:
             self._terminate([pid], 15.0)
@@ -745,7 +885,9 @@ class SlurmLane:
             self._cancel_all_jobs()
         order = [self.paths.restd_pid("socket"), self.paths.restd_pid("tcp")]
         order += sorted(self.paths.run.glob("slurmd-*.pid")) if self.paths.run.is_dir() else []
-        order += [self.paths.slurmctld_pid, self.paths.munge_pid]
+        # slurmctld sends its last job records to slurmdbd, which writes them to MariaDB, before each stops.
+        order += [self.paths.slurmctld_pid, self.paths.slurmdbd_pid, self.paths.mariadbd_pid,
+                  self.paths.munge_pid]
         for pidfile in order:
             pid = self._own_pid(pidfile)
             if pid is not None:
@@ -754,10 +896,10 @@ class SlurmLane:
         leftovers = _lane_pids(self.base_dir, self.paths.slurm_conf)
         if leftovers:
             self._terminate(leftovers, timeout=5.0)
-        for proc in self._restd_procs:
+        for proc in self._procs:
             with contextlib.suppress(Exception):
                 proc.wait(timeout=1)
-        self._restd_procs.clear()
+        self._procs.clear()
         self._unmount_all()
         survivors = _lane_pids(self.base_dir, self.paths.slurm_conf)
         if survivors:
@@ -781,8 +923,8 @@ class SlurmLane:
 
     def _own_pid(self, pidfile: Path) -> int | None:
         """The pid recorded in `pidfile` if that process is alive and belongs to this lane."""
-        pid = _read_pid(pidfile)
-        if pid is None or not _alive(pid):
+        pid = read_pid(pidfile)
+        if pid is None or not pid_alive(pid):
             return None
         if _environ(pid).get(MARKER_VAR) != str(self.base_dir):
             return None
@@ -794,7 +936,7 @@ class SlurmLane:
         return env
 
     def _check_base_dir(self) -> None:
-        for sock in (self.paths.munge_socket, self.paths.rest_socket):
+        for sock in (self.paths.munge_socket, self.paths.rest_socket, self.paths.db_socket):
             if len(str(sock)) > 100:
                 raise SlurmLaneError("check base dir", f"socket path {sock} is longer than 100 characters",
                                      fix="choose a shorter base dir")
@@ -809,6 +951,10 @@ class SlurmLane:
                 wanted[f"slurmd {node}"] = cfg.slurmd_ports[node]
         if cfg.restd_port:
             wanted["slurmrestd"] = cfg.restd_port
+        if cfg.accounting and cfg.slurmdbd_port:
+            wanted["slurmdbd"] = cfg.slurmdbd_port
+        if cfg.accounting and cfg.mariadb_port:
+            wanted["mariadb"] = cfg.mariadb_port
         for what, port in wanted.items():
             if not _port_free(port):
                 raise SlurmLaneError(
@@ -819,12 +965,16 @@ class SlurmLane:
             raise SlurmLaneError("check ports", f"ports {sorted(dupes)} are given twice",
                                  fix="give every daemon its own port")
         need = ["slurmctld", *(f"slurmd {n}" for n in self.node_names), "slurmrestd"]
+        if cfg.accounting:
+            need += ["slurmdbd", "mariadb"]
         free = iter(_pick_ports(len([w for w in need if w not in wanted]), wanted.values()))
         chosen = {w: wanted[w] if w in wanted else next(free) for w in need}
         return LanePorts(
             slurmctld=chosen["slurmctld"],
             slurmd={n: chosen[f"slurmd {n}"] for n in self.node_names},
             restd=chosen["slurmrestd"],
+            slurmdbd=chosen.get("slurmdbd"),
+            mariadb=chosen.get("mariadb"),
         )
 
     def _prepare(self) -> None:
@@ -857,10 +1007,19 @@ class SlurmLane:
         p.slurm_conf.write_text(render_slurm_conf(cfg, p, ports))
         p.gres_conf.write_text(render_gres_conf(cfg, p))
         p.cgroup_conf.write_text(render_cgroup_conf())
+        if cfg.accounting:
+            uid, gid = self._system_user(_DB_OS_USER, "prepare the accounting database",
+                                         "reinstall mariadb-server, which creates the `mysql` user")
+            p.db.mkdir(exist_ok=True)
+            os.chown(p.db, uid, gid)
+            p.db.chmod(0o755)
+            p.db_socket.unlink(missing_ok=True)
+            p.mariadb_cnf.write_text(render_mariadb_cnf(p, ports))
         recorded = {**asdict(cfg), "base_dir": str(cfg.base_dir), "slurmd_ports": dict(ports.slurmd),
                     "extra_conf": dict(cfg.extra_conf)}
         state = {"config": recorded, "runtime": str(p.runtime),
-                 "ports": {"slurmctld": ports.slurmctld, "slurmd": dict(ports.slurmd), "restd": ports.restd}}
+                 "ports": {"slurmctld": ports.slurmctld, "slurmd": dict(ports.slurmd), "restd": ports.restd,
+                           "slurmdbd": ports.slurmdbd, "mariadb": ports.mariadb}}
         p.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
     def _launch(self, step: str, argv: list[str], log: Path, fix: str) -> None:
@@ -888,7 +1047,7 @@ class SlurmLane:
                 pid = self._own_pid(pidfile)
                 if pid is not None:
                     seen_pid = True
-                elif seen_pid or (pidfile.exists() and _read_pid(pidfile) is not None):
+                elif seen_pid or (pidfile.exists() and read_pid(pidfile) is not None):
                     raise SlurmLaneError(step, f"the daemon died at start: {_tail(log)}", log=log, fix=fix)
             time.sleep(0.1)
         raise SlurmLaneError(step, f"not ready after {limit:.0f}s: {_tail(log)}", log=log, fix=fix)
@@ -970,20 +1129,19 @@ class SlurmLane:
                              f"{self.config.start_timeout:.0f}s", log=p.slurmd_log(first),
                              fix=f"read the slurmd and slurmctld logs ({p.slurmctld_log})")
 
-    def _restd_identity(self) -> tuple[int, int]:
-        user = self.config.restd_user
+    @staticmethod
+    def _system_user(user: str, step: str, fix: str) -> tuple[int, int]:
+        """Uid and gid of the unprivileged system user `user`, created when missing."""
         try:
             entry = pwd.getpwnam(user)
         except KeyError:
             proc = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
                                    "--shell", "/usr/sbin/nologin", user], capture_output=True, text=True)
             if proc.returncode != 0 and "already exists" not in proc.stderr:
-                raise SlurmLaneError("create slurmrestd user", f"useradd {user}: {proc.stderr.strip()}",
-                                     fix=f"create an unprivileged user `{user}` or set restd_user") from None
+                raise SlurmLaneError(step, f"useradd {user}: {proc.stderr.strip()}", fix=fix) from None
             entry = pwd.getpwnam(user)
         if entry.pw_uid == 0:
-            raise SlurmLaneError("start slurmrestd", f"restd_user {user} is root; slurmrestd refuses root",
-                                 fix="set restd_user to an unprivileged user")
+            raise SlurmLaneError(step, f"user {user} is root; the daemon must run unprivileged", fix=fix)
         return entry.pw_uid, entry.pw_gid
 
     def _start_restd(self) -> None:
@@ -993,45 +1151,114 @@ class SlurmLane:
         RPCs), and with that set the socket's local authentication no longer works.
         """
         p, ports = self.paths, self._ports()
-        uid, gid = self._restd_identity()
+        uid, gid = self._system_user(self.config.restd_user, "start slurmrestd",
+                                     "set restd_user to an unprivileged user (created when missing)")
         os.chown(p.rest, uid, gid)
         common = ["/usr/sbin/slurmrestd", "-f", str(p.slurm_conf), "-s", f"openapi/{REST_API_VERSION}"]
+        fix = "read the slurmrestd log; check its port and that the openapi plugin is installed"
+
         def socket_ready() -> bool:
             return p.rest_socket.exists() and _http_unix_status(p.rest_socket, "/openapi") is not None
 
         def tcp_ready() -> bool:
             return _http_tcp_status(ports.restd, "/openapi") is not None
 
-        self._spawn_restd("socket", [*common, "-a", "rest_auth/local", f"unix:{p.rest_socket}"], uid, gid, {},
-                          socket_ready)
+        self._spawn("start slurmrestd (socket)", [*common, "-a", "rest_auth/local", f"unix:{p.rest_socket}"],
+                    p.restd_pid("socket"), p.restd_log("socket"), (uid, gid), {}, socket_ready, fix, cwd=p.rest)
         if self.config.jwt:
-            self._spawn_restd("tcp", [*common, "-a", "rest_auth/jwt", f"127.0.0.1:{ports.restd}"], uid, gid,
-                              {"SLURM_JWT": "daemon"}, tcp_ready)
+            self._spawn("start slurmrestd (tcp)", [*common, "-a", "rest_auth/jwt", f"127.0.0.1:{ports.restd}"],
+                        p.restd_pid("tcp"), p.restd_log("tcp"), (uid, gid), {"SLURM_JWT": "daemon"}, tcp_ready,
+                        fix, cwd=p.rest)
 
-    def _spawn_restd(self, kind: str, argv: list[str], uid: int, gid: int, extra_env: Mapping[str, str],
-                     ready: Callable[[], bool]) -> None:
-        p = self.paths
-        log, pidfile = p.restd_log(kind), p.restd_pid(kind)
-        fix = "read the slurmrestd log; check its port and that the openapi plugin is installed"
+    def _spawn(self, step: str, argv: list[str], pidfile: Path, log: Path, identity: tuple[int, int],
+               extra_env: Mapping[str, str], ready: Callable[[], bool], fix: str, cwd: Path,
+               timeout: float = 20.0) -> None:
+        """Run a foreground daemon as `identity` (uid, gid) in its own session; wait until `ready()`."""
+        uid, gid = identity
         with log.open("ab") as sink:
             try:
                 proc = subprocess.Popen(argv, env={**self._daemon_env(), **extra_env},
                                         stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
                                         start_new_session=True, user=uid, group=gid, extra_groups=[],
-                                        cwd=p.rest)
+                                        cwd=cwd)
             except OSError as exc:
-                raise SlurmLaneError(f"start slurmrestd ({kind})", f"{argv[0]}: {exc}", log=log,
-                                     fix=fix) from exc
-        self._restd_procs.append(proc)
+                raise SlurmLaneError(step, f"{argv[0]}: {exc}", log=log, fix=fix) from exc
+        self._procs.append(proc)
         pidfile.write_text(f"{proc.pid}\n")
 
         def answers() -> bool:
             if proc.poll() is not None:
-                raise SlurmLaneError(f"start slurmrestd ({kind})", f"exited {proc.returncode}: {_tail(log)}",
-                                     log=log, fix=fix)
+                raise SlurmLaneError(step, f"exited {proc.returncode}: {_tail(log)}", log=log, fix=fix)
             return ready()
 
-        self._await(f"start slurmrestd ({kind})", answers, None, log, fix, timeout=20)
+        self._await(step, answers, None, log, fix, timeout=timeout)
+
+    def _start_mariadb(self) -> None:
+        """Create the datadir on first start, run MariaDB as `mysql`, and let slurmdbd's account in.
+
+        The account's password is new on every start and kept only in slurmdbd.conf (mode 0600).
+        """
+        p = self.paths
+        identity = self._system_user(_DB_OS_USER, "start MariaDB",
+                                     "reinstall mariadb-server, which creates the `mysql` user")
+        fix = f"read the MariaDB log; check that port {self._ports().mariadb} is free"
+        cnf = f"--defaults-file={p.mariadb_cnf}"
+        if not (p.db_data / "mysql").is_dir():
+            self._checked("initialise the accounting database",
+                          ["mariadb-install-db", cnf, f"--user={_DB_OS_USER}", "--skip-test-db"],
+                          p.mariadbd_log, f"read {p.mariadbd_log}; delete {p.db_data} to start afresh")
+
+        def answers() -> bool:
+            return subprocess.run(["mariadb-admin", cnf, "ping"], capture_output=True, timeout=10).returncode == 0
+
+        self._spawn("start MariaDB", ["/usr/sbin/mariadbd", cnf], p.mariadbd_pid, p.mariadbd_log, identity, {},
+                    answers, fix, cwd=p.db, timeout=self.config.start_timeout)
+        password = secrets.token_hex(16)
+        account = f"'{_DB_USER}'@'127.0.0.1'"
+        sql = (f"CREATE DATABASE IF NOT EXISTS {ACCOUNTING_DB};\n"
+               f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{password}';\n"
+               f"ALTER USER {account} IDENTIFIED BY '{password}';\n"
+               f"GRANT ALL ON {ACCOUNTING_DB}.* TO {account};\n")
+        self._checked("create the accounting database", ["mariadb", cnf], p.mariadbd_log, fix, stdin=sql)
+        # slurmdbd insists on mode 0600 and its SlurmUser as owner: the file holds the database password.
+        p.slurmdbd_conf.unlink(missing_ok=True)
+        fd = os.open(p.slurmdbd_conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as conf:
+            conf.write(render_slurmdbd_conf(self.config, p, self._ports(), password))
+
+    def _start_slurmdbd(self) -> None:
+        """slurmdbd daemonizes and writes its pid file; it is ready once sacctmgr gets answers."""
+        p = self.paths
+        fix = f"read the slurmdbd log; check that port {self._ports().slurmdbd} is free"
+        self._launch("start slurmdbd", ["/usr/sbin/slurmdbd"], p.slurmdbd_log, fix)
+
+        def answers() -> bool:
+            return self.run("sacctmgr", "-n", "-P", "show", "cluster", "format=cluster", timeout=15,
+                            check=False).returncode == 0
+
+        self._await("start slurmdbd", answers, p.slurmdbd_pid, p.slurmdbd_log, fix)
+
+    def _register_cluster(self) -> None:
+        """Add the cluster to the accounting database once, without the association it gives root (see the
+        module docstring); slurmctld registers with the cluster and loads its associations when it starts."""
+        name = self.config.cluster_name
+        known = self.run("sacctmgr", "-n", "-P", "show", "cluster", "format=cluster").stdout.split()
+        if name not in known:
+            self.run("sacctmgr", "-i", "add", "cluster", name)
+            self.run("sacctmgr", "-i", "delete", "user", "name=root", f"cluster={name}")
+
+    def _checked(self, step: str, argv: list[str], log: Path, fix: str, stdin: str | None = None) -> None:
+        """Run a setup command to completion; fail with its output (which goes to `log`) otherwise."""
+        with log.open("ab") as sink:
+            try:
+                proc = subprocess.run(argv, input=stdin.encode() if stdin is not None else None,
+                                      stdin=None if stdin is not None else subprocess.DEVNULL,
+                                      stdout=sink, stderr=subprocess.STDOUT, timeout=120)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise SlurmLaneError(step, f"`{argv[0]}`: {exc}", log=log, fix=fix) from exc
+        if proc.returncode != 0:
+            raise SlurmLaneError(step, f"`{' '.join(argv)}` exited {proc.returncode}: {_tail(log)}", log=log,
+                                 fix=fix)
 
     def _cancel_all_jobs(self) -> None:
         with contextlib.suppress(Exception):
@@ -1048,13 +1275,13 @@ class SlurmLane:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
-        if _wait(lambda: not any(_alive(p) for p in pids), timeout):
+        if _wait(lambda: not any(pid_alive(p) for p in pids), timeout):
             return
         for pid in pids:
-            if _alive(pid):
+            if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        _wait(lambda: not any(_alive(p) for p in pids), 5.0)
+        _wait(lambda: not any(pid_alive(p) for p in pids), 5.0)
 
     def _unmount_all(self) -> None:
         try:

@@ -200,6 +200,7 @@ def test_lane_outlives_its_starter_and_stops_from_another_process() -> None:
         time.sleep(1)
         assert _all_listening(lane)
         busy = lane.processes()
+        assert {"mariadbd", "slurmdbd"} <= {_comm(pid) for pid in busy}
         stop = _python("from sunkbridge.lanes.slurm import SlurmLane\n"
                        f"SlurmLane.attach({str(config.base_dir)!r}).stop()\n")
         assert stop.returncode == 0, stop.stderr
@@ -207,7 +208,9 @@ def test_lane_outlives_its_starter_and_stops_from_another_process() -> None:
         assert not any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in busy)
         assert not lane.is_running()
         assert lane.ports is not None
-        ports = [lane.ports.slurmctld, lane.ports.restd, *lane.ports.slurmd.values()]
+        assert lane.ports.slurmdbd is not None and lane.ports.mariadb is not None
+        ports = [lane.ports.slurmctld, lane.ports.restd, *lane.ports.slurmd.values(), lane.ports.slurmdbd,
+                 lane.ports.mariadb]
         assert not any(_listening(p) for p in ports)
         assert str(base) not in Path("/proc/mounts").read_text()
         assert not list((config.base_dir / "run").glob("*.pid"))
@@ -219,6 +222,13 @@ def test_lane_outlives_its_starter_and_stops_from_another_process() -> None:
 def _all_listening(lane: SlurmLane) -> bool:
     assert lane.ports is not None
     return _listening(lane.ports.slurmctld) and all(_listening(p) for p in lane.ports.slurmd.values())
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "gone"
 
 
 def _state(pid: int) -> str:
@@ -237,6 +247,9 @@ def test_a_base_dir_under_a_private_parent_keeps_sockets_elsewhere() -> None:
         assert Path(lane.env()["SLURM_CONF"]).is_relative_to(lane.paths.runtime)
         assert set(lane.node_states().values()) == {"idle"}
         assert SlurmLane.attach(lane.base_dir).env() == lane.env()
+        # MariaDB runs as `mysql`, which cannot reach the private base: its datadir lives beside the sockets.
+        assert lane.paths.db_data.is_relative_to(lane.paths.runtime)
+        assert lane.run("sacctmgr", "-n", "-P", "show", "cluster", "format=cluster").stdout.split() == ["small"]
     finally:
         lane.purge()
         shutil.rmtree(private, ignore_errors=True)
@@ -263,7 +276,7 @@ def test_a_taken_port_is_reported_before_anything_starts() -> None:
 def test_a_daemon_dying_at_start_is_reported_and_cleaned_up() -> None:
     base = make_base_dir("sunk-slurm-bad-")
     # Slurm 22.05 refuses GPU TRES accounting without slurmdbd: slurmctld exits right after starting.
-    lane = SlurmLane(_small_config(base, extra_conf={"AccountingStorageTRES": "gres/gpu"}))
+    lane = SlurmLane(_small_config(base, accounting=False, extra_conf={"AccountingStorageTRES": "gres/gpu"}))
     with pytest.raises(SlurmLaneError) as err:
         lane.start()
     message = str(err.value)

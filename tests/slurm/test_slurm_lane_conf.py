@@ -19,7 +19,9 @@ from sunkbridge.lanes.slurm import (
     missing_packages,
     render_cgroup_conf,
     render_gres_conf,
+    render_mariadb_cnf,
     render_slurm_conf,
+    render_slurmdbd_conf,
     runtime_dir_for,
 )
 
@@ -28,9 +30,12 @@ BASE = Path("/tmp/lane-x")
 
 def _rendered() -> tuple[SlurmLaneConfig, str]:
     config = SlurmLaneConfig(base_dir=BASE)
-    ports = LanePorts(slurmctld=21000, slurmd={n.name: 21001 + i for i, n in enumerate(config.nodes)},
-                      restd=21100)
-    return config, render_slurm_conf(config, LanePaths(BASE), ports)
+    return config, render_slurm_conf(config, LanePaths(BASE), _ports(config))
+
+
+def _ports(config: SlurmLaneConfig) -> LanePorts:
+    return LanePorts(slurmctld=21000, slurmd={n.name: 21001 + i for i, n in enumerate(config.nodes)},
+                     restd=21100, slurmdbd=21200, mariadb=21201)
 
 
 def _settings(conf: str) -> dict[str, str]:
@@ -68,10 +73,51 @@ def test_slurm_conf_settings_the_tests_rely_on() -> None:
     assert [("Default=YES" in p) for p in partitions] == [True, False, False]
 
 
+def test_accounting_goes_through_slurmdbd_unless_turned_off() -> None:
+    _, conf = _rendered()
+    settings = _settings(conf)
+    assert settings["AccountingStorageType"] == "accounting_storage/slurmdbd"
+    assert settings["AccountingStoragePort"] == "21200"
+    assert settings["AccountingStoragePass"] == f"{BASE}/munge/munge.socket"
+    assert settings["JobAcctGatherType"] == "jobacct_gather/linux"
+    assert "AccountingStorageEnforce" not in settings
+    off = SlurmLaneConfig(base_dir=BASE, accounting=False)
+    settings = _settings(render_slurm_conf(off, LanePaths(BASE), LanePorts(1, {n.name: 2 for n in off.nodes}, 3)))
+    assert settings["AccountingStorageType"] == "accounting_storage/none"
+    assert settings["JobAcctGatherType"] == "jobacct_gather/none"
+    assert "AccountingStoragePort" not in settings
+
+
+def test_slurmdbd_conf_stores_into_the_lanes_mariadb() -> None:
+    config = SlurmLaneConfig(base_dir=BASE)
+    conf = render_slurmdbd_conf(config, LanePaths(BASE), _ports(config), "s3cret")
+    assert _settings(conf) == {
+        "AuthType": "auth/munge", "AuthInfo": f"socket={BASE}/munge/munge.socket", "DbdHost": "localhost",
+        "DbdAddr": "127.0.0.1", "DbdPort": "21200", "SlurmUser": "root", "PidFile": f"{BASE}/run/slurmdbd.pid",
+        "LogFile": f"{BASE}/log/slurmdbd.log", "DebugLevel": "info",
+        "StorageType": "accounting_storage/mysql", "StorageHost": "127.0.0.1", "StoragePort": "21201",
+        "StorageUser": "slurm", "StoragePass": "s3cret", "StorageLoc": "slurm_acct_db",
+    }
+
+
+def test_mariadb_listens_on_loopback_with_its_own_files() -> None:
+    config = SlurmLaneConfig(base_dir=BASE)
+    lines = render_mariadb_cnf(LanePaths(BASE), _ports(config)).splitlines()
+    assert lines[0] == "[mysqld]"
+    for line in (f"datadir={BASE}/db/data", f"socket={BASE}/db/mariadbd.sock", "port=21201",
+                 "bind-address=127.0.0.1", "skip-name-resolve"):
+        assert line in lines
+    assert lines[lines.index("[client]") + 1:] == [f"socket={BASE}/db/mariadbd.sock", "user=root"]
+
+
+def test_cluster_name_must_be_lowercase() -> None:
+    with pytest.raises(ValueError, match="lowercase"):
+        SlurmLaneConfig(base_dir=BASE, cluster_name="Sunk")
+
+
 def test_jwt_can_be_left_out() -> None:
     config = SlurmLaneConfig(base_dir=BASE, jwt=False, def_mem_per_cpu_mb=None)
-    ports = LanePorts(1, {n.name: 2 for n in config.nodes}, 3)
-    conf = render_slurm_conf(config, LanePaths(BASE), ports)
+    conf = render_slurm_conf(config, LanePaths(BASE), _ports(config))
     assert "AuthAlt" not in conf and "DefMemPerCPU" not in conf
 
 
@@ -126,7 +172,7 @@ def test_failed_apt_step_is_reported_mocked_apt(tmp_path: Path, monkeypatch: pyt
     fake.write_text("#!/bin/sh\necho 'E: Unable to locate package slurmd' >&2\nexit 100\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    monkeypatch.setattr(slurm_lane_module, "missing_packages", lambda: ["slurmd"])
+    monkeypatch.setattr(slurm_lane_module, "missing_packages", lambda accounting: ["slurmd"])
     monkeypatch.setattr(slurm_lane_module, "_apt_updated", False)
     with pytest.raises(SlurmLaneError) as err:
         ensure_installed()
