@@ -105,8 +105,13 @@ class Sandbox:
         return RealNodes(self.kube, Site(0), self.on_step)
 
     def down(self, purge: bool = False) -> None:
-        """Stop every process of the sandbox; with `purge`, delete its state too."""
-        self.slurm.stop()
+        """Stop every process of the sandbox; with `purge`, delete its state too (the Slurm lane's runtime
+        folder with its accounting database included, which lives outside the state folder when that is
+        private)."""
+        if purge:
+            self.slurm.purge()
+        else:
+            self.slurm.stop()
         if engine_ready():
             self.real_nodes().down()
         self.kube.stop()
