@@ -11,7 +11,8 @@ created directly (`same_pods_per_s`: what the bridge costs on top of its pods) a
 from __future__ import annotations
 
 import contextlib
-import json
+import os
+import resource
 import statistics
 import tempfile
 import threading
@@ -76,9 +77,10 @@ def ensure_namespace(core: client.CoreV1Api, name: str) -> None:
 
 def leftovers(core: client.CoreV1Api, namespace: str) -> dict[str, int]:
     """Bridge objects still in `namespace` (pods, Services, Secrets of SlurmJobs)."""
-    return {"pods": len(core.list_namespaced_pod(namespace, label_selector=LABEL_JOB).items),
-            "services": len(core.list_namespaced_service(namespace, label_selector=LABEL_JOB).items),
-            "secrets": len(core.list_namespaced_secret(namespace, label_selector=LABEL_JOB).items)}
+    rest = JsonApi(core.api_client)
+    return {kind: len(rest.call("GET", f"/api/v1/namespaces/{namespace}/{kind}",
+                                query={"labelSelector": LABEL_JOB})["items"])
+            for kind in ("pods", "services", "secrets")}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -86,33 +88,67 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def cpu_seconds(marker: str) -> float:
+    """CPU time used so far by this process and by every process whose command line names `marker`
+    (the lane's daemons all name its folder)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total = own.ru_utime + own.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+@dataclass
+class Phase:
+    """One timed phase: pods that reached Running, wall seconds to the last one, CPU seconds spent."""
+
+    pods: int
+    seconds: float
+    cpu: float
+
+    @property
+    def pods_per_s(self) -> float:
+        return self.pods / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_pod(self) -> float:
+        return 1000 * self.cpu / self.pods if self.pods else float("nan")
+
+
 @dataclass
 class SubmitResult:
     nodes_per_job: int
     jobs: int
+    rounds: int
     submit_to_running_p50_ms: float
     submit_to_running_p99_ms: float
     jobs_per_s: float
     bridge_pods_per_s: float
     raw_pods_per_s: float
     same_pods_per_s: float
+    raw_to_bridge: float
+    same_to_bridge: float
+    cpu_ms_per_pod: dict[str, float]
     bridge_calls_per_job: dict[str, float]
     leaked: dict[str, int]
 
 
 class _Arrivals:
-    """When each object of a collection was first seen in `phase` (through a watch, not polling)."""
+    """When each object of a collection was first seen in phase Running (through a watch, not polling)."""
 
-    def __init__(self, rest: JsonApi, path: str, phase: Callable[[dict[str, Any]], str | None], expected: int,
-                 label_selector: str | None = None) -> None:
-        self.phase, self.expected = phase, expected
+    def __init__(self, rest: JsonApi, path: str, expected: int, label_selector: str | None = None) -> None:
+        self.expected = expected
         self.at: dict[str, float] = {}
         self.done = threading.Event()
         self.informer = Informer(rest, path, self._seen, label_selector=label_selector)
 
     def _seen(self, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
-        if name not in self.at and self.phase(obj) == "Running":
+        if name not in self.at and (obj.get("status") or {}).get("phase") == "Running":
             self.at[name] = time.monotonic()
             if len(self.at) >= self.expected:
                 self.done.set()
@@ -139,12 +175,14 @@ def _create_all(rest: JsonApi, path: str, bodies: Sequence[dict[str, Any]]) -> d
     return sent
 
 
-def _settle(core: client.CoreV1Api, namespace: str, timeout: float = 120) -> dict[str, int]:
+def _settle(core: client.CoreV1Api, namespace: str, timeout: float = 180) -> dict[str, int]:
     """Wait until the bridge's objects and the baseline pods are gone; what is left of the bridge's."""
+    rest = JsonApi(core.api_client)
     deadline = time.monotonic() + timeout
     while True:
         left = leftovers(core, namespace)
-        busy = any(left.values()) or core.list_namespaced_pod(namespace, label_selector="bench=raw").items
+        busy = any(left.values()) or rest.call("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                               query={"labelSelector": "bench"})["items"]
         if not busy or time.monotonic() > deadline:
             return left
         time.sleep(0.5)
@@ -152,77 +190,94 @@ def _settle(core: client.CoreV1Api, namespace: str, timeout: float = 120) -> dic
 
 def _unowned(pod: dict[str, Any], name: str) -> dict[str, Any]:
     """`pod` as a plain pod: no owner, none of the bridge's labels."""
-    meta = {**pod["metadata"], "name": name, "labels": {"bench": "raw"}}
+    meta = {**pod["metadata"], "name": name, "labels": {"bench": "same"}}
     meta.pop("ownerReferences", None)
     return {**pod, "metadata": meta}
 
 
-def _pods_per_s(rest: JsonApi, path: str, pods: Sequence[dict[str, Any]], timeout: float) -> float:
-    """Create `pods` from 8 threads; pods per second until the last one runs."""
-    with _Arrivals(rest, path, lambda o: (o.get("status") or {}).get("phase"), len(pods),
-                   label_selector="bench=raw") as arrivals:
-        start = time.monotonic()
+def _plain_pod(name: str, node: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"bench": "raw"}, "annotations": NO_KWOK_DELAY},
+            "spec": {"nodeName": node, "restartPolicy": "Never", "tolerations": [{"operator": "Exists"}],
+                     "containers": [{"name": "main", "image": BENCH_IMAGE}]}}
+
+
+def _pods_phase(rest: JsonApi, core: client.CoreV1Api, namespace: str, pods: Sequence[dict[str, Any]],
+                cpu: Callable[[], float], timeout: float) -> Phase:
+    """Create `pods` from 8 threads and time them until the last one runs; then delete them."""
+    label = pods[0]["metadata"]["labels"]["bench"]
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    with _Arrivals(rest, path, len(pods), label_selector=f"bench={label}") as arrivals:
+        start, cpu0 = time.monotonic(), cpu()
         _create_all(rest, path, pods)
         arrivals.done.wait(timeout)
-    return round(len(arrivals.at) / (max(arrivals.at.values()) - start), 1) if arrivals.at else 0.0
+        phase = Phase(len(arrivals.at), max(arrivals.at.values(), default=start) - start, cpu() - cpu0)
+    core.delete_collection_namespaced_pod(namespace, label_selector=f"bench={label}", grace_period_seconds=0)
+    return phase
 
 
 def run_bench(api: client.ApiClient, node_names: Sequence[str], nodes_per_job: int, jobs: int,
-              namespace: str = "sunk-bench", timeout: float = 600) -> SubmitResult:
-    """Submit `jobs` SlurmJobs of `nodes_per_job` nodes at once; then the same pods without the bridge,
-    then as many minimal pods; compare. Every phase starts on a quiet apiserver, goes through the same
-    JSON client and is observed the same way, by a watch."""
+              namespace: str = "sunk-bench", rounds: int = 3, cpu: Callable[[], float] = lambda: 0.0,
+              timeout: float = 600) -> SubmitResult:
+    """Per round: submit `jobs` SlurmJobs of `nodes_per_job` nodes at once, then create the same pods
+    without the bridge, then as many minimal pods; medians over the rounds.
+
+    Phases alternate within each round so that load from elsewhere on the machine hits all three alike;
+    each starts on a quiet apiserver (the previous phase's objects gone), goes through the same JSON
+    client and is observed the same way, by a watch."""
     core = client.CoreV1Api(api)
     rest = JsonApi(api)
     ensure_namespace(core, namespace)
     settings = BridgeSettings(namespace=namespace, pod_annotations=NO_KWOK_DELAY)
     controller = Controller(api, settings, workers=8).start()
-    bodies = [slurmjob_for(1_000_000 + i, list(dict.fromkeys(
-        node_names[(i * nodes_per_job + k) % len(node_names)] for k in range(nodes_per_job))), namespace)
-        for i in range(jobs)]
     jobs_path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
-    with _Arrivals(rest, jobs_path, lambda o: (o.get("status") or {}).get("phase"), jobs) as arrivals:
-        start = time.monotonic()
-        submitted = _create_all(rest, jobs_path, bodies)
-        arrivals.done.wait(timeout)
-    running = arrivals.at
-    bridge_elapsed = max(running.values()) - start if running else float("inf")
-    latencies = [(running[n] - submitted[n]) * 1000 for n in running]
-    calls = {k: round(v / jobs, 2) for k, v in sorted(controller.calls.items())}
-    # Clean up the bridge's objects the way the launcher does: delete the SlurmJobs.
-    for name in submitted:
-        with contextlib.suppress(ApiException):
-            rest.call("DELETE", f"{jobs_path}/{name}",
-                      {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
-    controller.stop()
-    _settle(core, namespace)
-    # Baselines through the same apiserver, pinned to the same nodes: the very pods the bridge made (same
-    # spec, init container and volumes, no owner: `same_pods_per_s`), then as many minimal pods
-    # (`raw_pods_per_s`).
-    pods_path = f"/api/v1/namespaces/{namespace}/pods"
-    same = [_unowned(build_pod(JobView.of(body), rank, settings), f"same-{i}-{rank}")
-            for i, body in enumerate(bodies) for rank in range(nodes_per_job)]
-    same_rate = _pods_per_s(rest, pods_path, same, timeout)
-    core.delete_collection_namespaced_pod(namespace, label_selector="bench=raw", grace_period_seconds=0)
-    _settle(core, namespace)
-    plain = [{"apiVersion": "v1", "kind": "Pod",
-              "metadata": {"name": f"raw-{i}", "labels": {"bench": "raw"}, "annotations": NO_KWOK_DELAY},
-              "spec": {"nodeName": node_names[i % len(node_names)], "restartPolicy": "Never",
-                       "tolerations": [{"operator": "Exists"}],
-                       "containers": [{"name": "main", "image": BENCH_IMAGE}]}} for i in range(len(same))]
-    raw_rate = _pods_per_s(rest, pods_path, plain, timeout)
-    core.delete_collection_namespaced_pod(namespace, label_selector="bench=raw", grace_period_seconds=0)
-    left = _settle(core, namespace)
+    phases: dict[str, list[Phase]] = {"bridge": [], "same": [], "raw": []}
+    latencies: list[float] = []
+    left: dict[str, int] = {}
+    try:
+        for r in range(rounds):
+            bodies = [slurmjob_for(1_000_000 + r * jobs + i, list(dict.fromkeys(
+                node_names[(i * nodes_per_job + k) % len(node_names)] for k in range(nodes_per_job))), namespace)
+                for i in range(jobs)]
+            with _Arrivals(rest, jobs_path, jobs) as arrivals:
+                start, cpu0 = time.monotonic(), cpu()
+                submitted = _create_all(rest, jobs_path, bodies)
+                arrivals.done.wait(timeout)
+                phases["bridge"].append(Phase(len(arrivals.at) * nodes_per_job,
+                                              max(arrivals.at.values(), default=start) - start, cpu() - cpu0))
+            latencies += [(t - submitted[n]) * 1000 for n, t in arrivals.at.items()]
+            # Clean up the way the launcher does, deleting the SlurmJobs; their objects must follow.
+            for name in submitted:
+                with contextlib.suppress(ApiException):
+                    rest.call("DELETE", f"{jobs_path}/{name}",
+                              {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
+            left = _settle(core, namespace)
+            # The very pods the bridge made (same spec, init container and volumes; no owner), then
+            # minimal pods, pinned to the same nodes.
+            same = [_unowned(build_pod(JobView.of(body), rank, settings), f"same-{r}-{i}-{rank}")
+                    for i, body in enumerate(bodies) for rank in range(nodes_per_job)]
+            phases["same"].append(_pods_phase(rest, core, namespace, same, cpu, timeout))
+            _settle(core, namespace)
+            plain = [_plain_pod(f"raw-{r}-{i}", node_names[i % len(node_names)]) for i in range(len(same))]
+            phases["raw"].append(_pods_phase(rest, core, namespace, plain, cpu, timeout))
+            _settle(core, namespace)
+    finally:
+        controller.stop()
+    rate = {k: statistics.median(p.pods_per_s for p in v) for k, v in phases.items()}
     return SubmitResult(
-        nodes_per_job=nodes_per_job, jobs=jobs,
+        nodes_per_job=nodes_per_job, jobs=jobs, rounds=rounds,
         submit_to_running_p50_ms=round(statistics.median(latencies), 1) if latencies else float("nan"),
         submit_to_running_p99_ms=round(_pct(latencies, 0.99), 1) if latencies else float("nan"),
-        jobs_per_s=round(len(running) / bridge_elapsed, 2),
-        bridge_pods_per_s=round(len(running) * nodes_per_job / bridge_elapsed, 1),
-        raw_pods_per_s=raw_rate, same_pods_per_s=same_rate, bridge_calls_per_job=calls, leaked=left)
+        jobs_per_s=round(rate["bridge"] / nodes_per_job, 2), bridge_pods_per_s=round(rate["bridge"], 1),
+        raw_pods_per_s=round(rate["raw"], 1), same_pods_per_s=round(rate["same"], 1),
+        raw_to_bridge=round(rate["raw"] / rate["bridge"], 2) if rate["bridge"] else float("inf"),
+        same_to_bridge=round(rate["same"] / rate["bridge"], 2) if rate["bridge"] else float("inf"),
+        cpu_ms_per_pod={k: round(statistics.median(p.cpu_ms_per_pod for p in v), 1) for k, v in phases.items()},
+        bridge_calls_per_job={k: round(v / (jobs * rounds), 2) for k, v in sorted(controller.calls.items())},
+        leaked=left)
 
 
-def bench_submit(nodes_per_job: int, jobs: int) -> dict[str, Any]:
+def bench_submit(nodes_per_job: int, jobs: int, rounds: int = 3) -> dict[str, Any]:
     """Start a control plane with KWOK nodes, run the benchmark, stop everything; the result as a dict."""
     from sunkbridge.k8s.client import api_client
     from sunkbridge.k8s.pools import PoolSpec
@@ -242,11 +297,9 @@ def bench_submit(nodes_per_job: int, jobs: int) -> dict[str, Any]:
         names = [pool.node_name(i) for i in range(1, pool.count + 1)]
         lane.wait_nodes_ready(set(names), timeout=300)
         time.sleep(2)  # CRD established
-        result = run_bench(api_client(lane.kubeconfig), names, nodes_per_job, jobs)
+        result = run_bench(api_client(lane.kubeconfig), names, nodes_per_job, jobs, rounds=rounds,
+                           cpu=lambda: cpu_seconds(str(base)))
         return asdict(result)
     finally:
         lane.destroy()
 
-
-def main_json(nodes_per_job: int, jobs: int) -> str:
-    return json.dumps(bench_submit(nodes_per_job, jobs), sort_keys=True)

@@ -97,10 +97,10 @@ class Controller:
     gc_interval: float = 10.0
     gc_min_age: float = 20.0
     workers: int = 8
-    status_interval: float = 5.0
+    status_interval: float = 10.0
     create_parallelism: int = 16
     expectation_ttl: float = 30.0
-    calls: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)  # API writes by kind, for tests and benchmarks
     _queue: queue.Queue[str] = field(default_factory=queue.Queue)
     _pending: set[str] = field(default_factory=set)
     _busy: set[str] = field(default_factory=set)
@@ -226,7 +226,7 @@ class Controller:
 
     def _create(self, path: str, body: dict[str, Any]) -> None:
         """Create `body` under the namespace's collection `path`; an object that exists already is fine."""
-        self.calls[f"create {path}"] += 1
+        self._count(f"create {path}")
         try:
             self.rest.call("POST", f"/api/v1/namespaces/{self.ns}/{path}", body)
         except ApiException as exc:
@@ -248,9 +248,13 @@ class Controller:
                 self._runtime_ready = True
 
     def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        self.calls["patch status"] += 1
+        self._count("patch status")
         self.rest.call("PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{name}/status",
                        {"status": status}, content_type=MERGE_PATCH)
+
+    def _count(self, call: str) -> None:
+        with self._lock:
+            self.calls[call] += 1
 
     # -- reconcile -------------------------------------------------------------------------------------
 
@@ -297,7 +301,12 @@ class Controller:
             urgent = status.get("phase") != previous.get("phase") and status.get("phase") in URGENT_PHASES
             due = max(state.last_patch, state.first_seen) + self.status_interval
             if urgent or now >= due:
-                self._patch_status(name, status)
+                try:
+                    self._patch_status(name, status)
+                except ApiException as exc:
+                    if exc.status == 404:  # deleted meanwhile: its watch event comes next
+                        return
+                    raise
                 state.written, state.last_patch = status, time.monotonic()
             else:
                 self.enqueue_after(name, due - now)
@@ -311,7 +320,7 @@ class Controller:
             phase = (pod.get("status") or {}).get("phase")
             if phase in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp") or name in state.deleted:
                 continue
-            self.calls["delete pod"] += 1
+            self._count("delete pod")
             with contextlib.suppress(ApiException):
                 self.rest.call("DELETE", f"/api/v1/namespaces/{self.ns}/pods/{name}",
                                {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})

@@ -33,7 +33,7 @@ POOL = PoolSpec("sjobs", 48, gpus=8)
 
 
 @pytest.fixture(scope="module")
-def bridge(kube_lane: KubeLane, kube_client: client.ApiClient) -> Iterator[list[str]]:
+def bridge(kube_lane: KubeLane, kube_client: client.ApiClient) -> Iterator[tuple[list[str], Controller]]:
     subprocess.run([str(kube_lane.kubectl()), "--kubeconfig", str(kube_lane.kubeconfig), "apply", "-f", str(CRD)],
                    check=True, capture_output=True)
     core = client.CoreV1Api(kube_client)
@@ -43,7 +43,7 @@ def bridge(kube_lane: KubeLane, kube_client: client.ApiClient) -> Iterator[list[
     kube_lane.wait_nodes_ready(set(names), timeout=180)
     controller = Controller(kube_client, BridgeSettings(namespace=NS, pod_annotations=NO_KWOK_DELAY), workers=8).start()
     try:
-        yield names
+        yield names, controller
     finally:
         controller.stop()
         for name in names:
@@ -51,11 +51,14 @@ def bridge(kube_lane: KubeLane, kube_client: client.ApiClient) -> Iterator[list[
                 core.delete_node(name)
 
 
-def test_500_jobs_flow_through_without_leaks(bridge: list[str], kube_client: client.ApiClient) -> None:
+def test_500_jobs_flow_through_without_leaks(bridge: tuple[list[str], Controller],
+                                             kube_client: client.ApiClient) -> None:
     core, custom = client.CoreV1Api(kube_client), client.CustomObjectsApi(kube_client)
+    pool_nodes, controller = bridge
     rng = random.Random(7)
     queue = deque((1000 + i, rng.randint(1, 8), rng.choice([0, 0, 0, 3])) for i in range(500))
-    free = list(bridge)
+    sizes = sum(size for _, size, _ in queue)
+    free = list(pool_nodes)
     running: dict[str, tuple[int, list[str], int]] = {}
     finished: dict[int, tuple[str, int]] = {}
     completed_pods: set[str] = set()
@@ -93,4 +96,8 @@ def test_500_jobs_flow_through_without_leaks(bridge: list[str], kube_client: cli
         time.sleep(1)
         left = leftovers(core, NS)
     assert left == {"pods": 0, "services": 0, "secrets": 0}
+    # Each pod was created once, and each job's status written at most three times (Pending only when
+    # it pended longer than the status interval, Running, the final phase) — not once per pod change.
+    assert controller.calls["create pods"] == sizes, controller.calls
+    assert controller.calls["patch status"] <= 3 * 500, controller.calls
     assert custom.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL)["items"] == []
