@@ -326,7 +326,7 @@ def test_array_with_max_running_and_afterok_dependency(bridge: Bridge) -> None:
                       "sleep 8\n")
     array = bridge.sbatch(str(script))
     after = bridge.shared / "after.sh"
-    after.write_text("#!/bin/sh\necho after\n")
+    after.write_text("#!/bin/sh\necho after\nsleep 3\n")  # not a quick exit: see the xfail test above
     dependent = bridge.sbatch(f"--dependency=afterok:{array}", str(after))
     most = 0
     stop = threading.Event()
