@@ -16,7 +16,7 @@ from rich.table import Table
 from sunkbridge.k8s import binaries
 from sunkbridge.k8s.pools import parse_pools
 from sunkbridge.lanes.daemons import LaneError
-from sunkbridge.sandbox import Sandbox, SandboxConfig, load_config
+from sunkbridge.sandbox import BRIDGE_PARTITION, Sandbox, SandboxConfig, load_config
 
 console = Console(stderr=True)
 
@@ -145,6 +145,9 @@ def _usage(sandbox: Sandbox) -> str:
         "  kubectl get nodes -L sunkbridge.io/pool,nvidia.com/gpu.product",
         "  sinfo",
         "  sbatch -p h100 -N2 --gres=gpu:h100:8 --wrap 'srun hostname'",
+        *([f"  sbatch -p {BRIDGE_PARTITION} -N2 --chdir={sandbox.shared_dir} --wrap 'srun hostname'"
+           "   # a pod group on the real nodes",
+           "  kubectl get sjob,pods -o wide"] if sandbox.config.real_nodes else []),
         "  squeue; sacct",
         "  sunk dev status      # what runs",
         "  sunk dev down        # stop everything",
@@ -153,7 +156,8 @@ def _usage(sandbox: Sandbox) -> str:
 
 @dev.command()
 def demo() -> None:
-    """Run a 2-node GPU job through the sandbox's Slurm and a GPU pod through its scheduler."""
+    """Run a 2-node GPU job through the sandbox's Slurm and a GPU pod through its scheduler; with real nodes,
+    also a pod on a real kubelet and a 2-node sbatch job of the podgroup partition as a pod group."""
     from sunkbridge.demo import run_demo
 
     sandbox = Sandbox(load_config())
@@ -168,3 +172,16 @@ def demo() -> None:
     click.echo(f"Kubernetes pod {result.pod_name}: scheduled on {result.pod_node} (pool {result.pod_pool})")
     if result.real_pod_output:
         click.echo(result.real_pod_output)
+    group = result.pod_group
+    if group is not None:
+        click.echo(f"Pod-group job {group.job_id} (partition {BRIDGE_PARTITION}): {group.job_state}")
+        for name, node in sorted(group.pods.items()):
+            click.echo(f"  pod {name} on real node {node}")
+        click.echo(f"  output file {group.output_file}:")
+        click.echo("\n".join(f"    {line}" for line in group.output.rstrip().splitlines()))
+        if group.sacct:
+            click.echo("  sacct -X -P:")
+            click.echo("\n".join(f"    {line}" for line in group.sacct.splitlines()))
+        if group.job_state != "COMPLETED":
+            _fail(LaneError(f"the pod-group job {group.job_id} ended {group.job_state}; see its output above and "
+                            f"`sunk dev status` for the bridge controller's log"))

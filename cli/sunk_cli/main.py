@@ -6,6 +6,7 @@ import click
 
 from sunk_cli.bench_cmd import bench
 from sunk_cli.bench_submit_cmd import submit as bench_submit
+from sunk_cli.bridge_cmd import bridge
 from sunk_cli.dev import dev
 from sunk_cli.images import images
 from sunk_cli.inspect_cmd import inspect_cmd
@@ -28,3 +29,4 @@ main.add_command(bench)
 bench.add_command(bench_submit)
 main.add_command(operator)
 main.add_command(render)
+main.add_command(bridge)
