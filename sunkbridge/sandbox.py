@@ -48,7 +48,6 @@ CONTROLLER_USER = "sunkbridge:jobs-controller"
 REAL_NODE_CPUS = 2
 REAL_NODE_MEMORY_MB = 4000
 _CRD = Path(__file__).parents[1] / "manifests" / "base" / "crds" / "sunkbridge.io_slurmjobs.yaml"
-_CONTROLLER_READY = "sunk bridge controller: watching SlurmJobs"
 
 
 def sandbox_root() -> Path:
@@ -140,6 +139,7 @@ class Sandbox:
                 self.real_nodes().up(self.config.real_nodes, images=(image,))
                 self.on_step("preparing the job bridge: SlurmJob CRD, launcher and controller identities")
                 self._prepare_bridge()
+                controller_ready = self._start_controller()
             wanted = self._slurm_config()
             if self.slurm.is_running() and _shape(self.slurm.config) != _shape(wanted):
                 self.on_step("restarting the Slurm lane for the new node set")
@@ -152,7 +152,7 @@ class Sandbox:
                     wanted.extra_conf = self._install_interception(lane)
                 self.slurm = lane.start()
             if self.config.real_nodes:
-                self._start_controller()
+                controller_ready()
         except BaseException:
             self.down()
             raise
@@ -265,19 +265,23 @@ class Sandbox:
         return install(lane.paths.etc, lane.config.cluster_name, [BRIDGE_PARTITION], default, launcher,
                        build_spank_plugin(self.bridge_dir / "spank"))
 
-    def _start_controller(self) -> None:
+    def _start_controller(self) -> Callable[[], None]:
+        """Start the controller unless it runs (it needs slurm.conf only later, to collect pods); return
+        what waits until it has listed SlurmJobs and pods."""
+        from sunkbridge.jobs.serve import READY_LINE
+
         daemon = self.controller_daemon()
         if running(daemon.pidfile):
-            return
+            return lambda: None
         self.on_step("starting the SlurmJob controller (sunk bridge controller)")
         offset = daemon.log.stat().st_size if daemon.log.exists() else 0
 
         def ready() -> bool:
             with daemon.log.open("rb") as log:
                 log.seek(offset)
-                return _CONTROLLER_READY.encode() in log.read()
+                return READY_LINE.encode() in log.read()
         daemon.start()
-        wait_until(ready, 60, "the SlurmJob controller to list SlurmJobs and pods", daemon)
+        return lambda: wait_until(ready, 60, "the SlurmJob controller to list SlurmJobs and pods", daemon)
 
     def _pool_counts(self) -> dict[str, int]:
         from sunkbridge.k8s.client import core_api

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
 import sys
-import threading
-from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 import click
-
-READY_LINE = "sunk bridge controller: watching SlurmJobs"
-"""Printed once the controller's informers have listed everything and its workers run."""
 
 
 @click.group("bridge")
@@ -47,31 +38,12 @@ def controller(kubeconfig: Path, namespace: str, slurm_conf: Path | None,
                shared_volumes: list[tuple[str, str]], image_pull_policy: str) -> None:
     """Run the SlurmJob controller in the foreground until SIGTERM or SIGINT."""
     from sunkbridge.jobs.builders import BridgeSettings, SharedVolume
-    from sunkbridge.jobs.controller import Controller, slurm_running_jobs
-    from sunkbridge.k8s.client import api_client
+    from sunkbridge.jobs.serve import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = BridgeSettings(namespace=namespace, image_pull_policy=image_pull_policy,
                               shared_volumes=tuple(SharedVolume(n, p) for n, p in shared_volumes))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
-    env["SLURM_CONF"] = str(slurm_conf)
-
-    def slurm_running(ids: Sequence[int]) -> set[int]:
-        return slurm_running_jobs(ids, env)
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
-        running = Controller(api_client(kubeconfig), settings,
-                             slurm_running=slurm_running if slurm_conf is not None else None).start()
+        serve(kubeconfig, settings, slurm_conf, lambda line: click.echo(line, err=True))
     except TimeoutError as exc:
         click.echo(f"sunk bridge controller: error: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"{READY_LINE} in namespace {namespace}", err=True)
-    stop.wait()
-    running.stop()
-    click.echo("sunk bridge controller: stopped", err=True)

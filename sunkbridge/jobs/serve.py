@@ -1,0 +1,43 @@
+"""Run the SlurmJob controller as a foreground process until SIGTERM or SIGINT (`sunk bridge controller`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from sunkbridge.jobs.builders import BridgeSettings
+from sunkbridge.jobs.controller import Controller, slurm_running_jobs
+from sunkbridge.k8s.client import api_client
+
+READY_LINE = "sunk bridge controller: watching SlurmJobs"
+"""Logged once the informers have listed SlurmJobs and pods and the workers run."""
+
+
+def serve(kubeconfig: Path, settings: BridgeSettings, slurm_conf: Path | None,
+          say: Callable[[str], None]) -> None:
+    """Run the controller until SIGTERM/SIGINT; with `slurm_conf`, collect pods of jobs Slurm no longer runs."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+    env["SLURM_CONF"] = str(slurm_conf)
+
+    def slurm_running(ids: Sequence[int]) -> set[int]:
+        return slurm_running_jobs(ids, env)
+
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    controller = Controller(api_client(kubeconfig), settings,
+                            slurm_running=slurm_running if slurm_conf is not None else None).start()
+    say(f"{READY_LINE} in namespace {settings.namespace}")
+    stop.wait()
+    controller.stop()
+    say("sunk bridge controller: stopped")
