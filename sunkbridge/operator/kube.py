@@ -8,6 +8,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -52,17 +53,28 @@ class Kube:
 
     def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                 body: Any = None, content_type: str = "application/json") -> Any:
-        """One API call; returns the decoded JSON answer. Raises ApiException on an error status."""
+        """One API call; returns the decoded JSON answer. Raises ApiException on an error status.
+
+        Goes through the client's urllib3 pool with the configuration's credentials, which every
+        kubernetes-client generation has alike (Debian's 22.x and PyPI's 3x differ in `ApiClient`'s calls).
+        """
+        cfg = self.api.configuration
         headers = {"Accept": "application/json"}
+        bearer = cfg.auth_settings().get("BearerToken")
+        if bearer and bearer.get("value"):
+            headers[bearer["key"]] = bearer["value"]
+        data = None
         if body is not None:
             headers["Content-Type"] = content_type
-        params = self.api.param_serialize(method, path, query_params=list((query or {}).items()),
-                                          header_params=headers, body=body, auth_settings=["BearerToken"])
-        resp = self.api.call_api(*params)
-        data = resp.read()
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        url = cfg.host + path + (f"?{urlencode(dict(query))}" if query else "")
+        resp = self.api.rest_client.pool_manager.request(method, url, body=data, headers=headers,
+                                                          preload_content=True, timeout=120)
         if not 200 <= resp.status <= 299:
-            raise ApiException(http_resp=resp)
-        return json.loads(data) if data else None
+            exc = ApiException(status=resp.status, reason=resp.reason)
+            exc.body, exc.headers = resp.data, resp.headers
+            raise exc
+        return json.loads(resp.data) if resp.data else None
 
     def get_json(self, path: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET `path` and return the decoded JSON (fast for lists of thousands of objects)."""

@@ -23,7 +23,7 @@ import pytest
 from kubernetes import client
 
 from sunkbridge.images.base import image_exists
-from sunkbridge.images.build import build_image
+from sunkbridge.images.build import build_image, build_slurm_images, image_tag
 from sunkbridge.k8s.client import api_client
 from sunkbridge.lanes.daemons import free_port
 from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
@@ -50,7 +50,20 @@ class Env:
     kube: Kube
     core: client.CoreV1Api
     operator_log: Path
+    nodes: RealNodes
+    operator: subprocess.Popen[bytes] | None = None
     ready_seconds: float = 0.0
+
+    def stop_operator(self) -> None:
+        """Stop the operator process the fixture started."""
+        if self.operator is not None:
+            self.operator.terminate()
+            try:
+                self.operator.wait(20)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+                self.operator.wait(10)
+            self.operator = None
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         proc = subprocess.run([str(kubectl()), "--kubeconfig", str(self.lane.kubeconfig), *args],
@@ -164,11 +177,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                                    etcd_peer_port=free_port()))
     lane.start()
     nodes = RealNodes(lane, Site(2, "sunk-op-node-"))
-    operator: subprocess.Popen[bytes] | None = None
+    e: Env | None = None
     try:
         nodes.up(2, images=IMAGES)
         api = api_client(lane.kubeconfig)
-        e = Env(lane, Kube(api), client.CoreV1Api(api), base / "operator.log")
+        e = Env(lane, Kube(api), client.CoreV1Api(api), base / "operator.log", nodes)
         for node in NODES:  # two stand-in GPUs per node, as a device plugin would advertise them
             e.kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p",
                       '{"status":{"capacity":{"nvidia.com/gpu":"2"},"allocatable":{"nvidia.com/gpu":"2"}}}')
@@ -178,7 +191,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         _local_storage(e)
         _mariadb(e)
         with e.operator_log.open("wb") as sink:
-            operator = subprocess.Popen([sys.executable, "-m", "sunkbridge", "operator", "run", "-A", "--liveness",
+            e.operator = subprocess.Popen([sys.executable, "-m", "sunkbridge", "operator", "run", "-A", "--liveness",
                                          ""], env={**os.environ, "KUBECONFIG": str(lane.kubeconfig),
                                                    "PYTHONPATH": os.pathsep.join((str(ROOT), str(ROOT / "cli")))},
                                         stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -196,12 +209,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         # Delete while the operator runs, so its finalizer goes too.
         e.kubectl("delete", "slurmcluster", NAME, "--timeout=60s", check=False)
     finally:
-        if operator is not None:
-            operator.terminate()
-            try:
-                operator.wait(20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+        if e is not None:
+            e.stop_operator()
         nodes.down()
         lane.stop()
 
@@ -459,3 +468,70 @@ def test_node_joining_the_pool_becomes_an_idle_slurm_node(env: Env) -> None:
     wait_for("sunk-op-node-2 back in Slurm, idle", both_idle, timeout=180)
     wait_for("SlurmCluster Ready with 2 nodes", lambda: env.condition("Ready").get("status") == "True"
              and env.cluster()["status"].get("nodes") == 2, timeout=60)
+
+
+OPERATOR_PATCH = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sunkbridge-operator, namespace: sunkbridge-system}
+spec:
+  template:
+    spec:
+      containers:
+        - name: operator
+          args: [operator, run, --all-namespaces, "--liveness=http://0.0.0.0:%(health)d/healthz"]
+          env: [{name: KUBERNETES_SERVICE_PORT, value: "%(api)d"}]
+          livenessProbe: {httpGet: {path: /healthz, port: %(health)d}}
+"""
+
+
+def test_operator_deployment_from_the_manifests_reconciles_with_its_own_rbac(env: Env, tmp_path: Path) -> None:
+    """The last test: the kustomize sandbox overlay deploys the operator image, which takes over."""
+    image = image_tag("controller")
+    build_slurm_images("bookworm", ["controller"])  # up to date with this checkout's sources
+    env.nodes.load_image(image)
+    env.kubectl("delete", "slurmcluster", NAME, "--timeout=180s")
+    env.stop_operator()
+    # The overlay as it is, with this lane's apiserver port and a free liveness port on the shared host network.
+    (tmp_path / "kustomization.yaml").write_text(json.dumps({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(ROOT / "manifests" / "overlays" / "sandbox", tmp_path)],
+        "patches": [{"path": "patch.yaml"}]}))
+    health = free_port()
+    (tmp_path / "patch.yaml").write_text(OPERATOR_PATCH % {"health": health, "api": env.lane.config.api_port})
+    started = time.monotonic()
+    env.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(tmp_path))
+    try:
+        def sandbox_ready() -> bool:
+            obj = env.kube.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "sandbox")
+            conds = obj.get("status", {}).get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+        try:
+            wait_for("SlurmCluster sandbox Ready under the in-cluster operator", sandbox_ready, timeout=300)
+        except AssertionError as exc:
+            logs = env.kubectl("logs", "-n", "sunkbridge-system", "deploy/sunkbridge-operator", "--tail=30",
+                               check=False)
+            pods = env.kubectl("get", "pods", "-A", "-o", "wide", check=False)
+            raise AssertionError(f"{exc}\n{pods}\n{logs}") from exc
+        print(f"in-cluster operator: apply -k → sandbox Ready: {time.monotonic() - started:.1f}s")
+        pods = env.core.list_namespaced_pod("sunkbridge-system").items
+        assert len(pods) == 1
+        pod = pods[0]
+        assert pod.spec.service_account_name == "sunkbridge-operator" and pod.spec.containers[0].image == image
+        assert pod.spec.security_context.run_as_user == 65532
+        restarts = sum(cs.restart_count for cs in pod.status.container_statuses or [])
+        assert restarts == 0, env.kubectl("describe", "pod", "-n", "sunkbridge-system", pod.metadata.name)
+        nodes = env.kubectl("exec", "deploy/sandbox-login", "--", "sinfo", "-h", "-N", "-o", "%N %t").split()
+        assert nodes == [NODES[0], "idle", NODES[1], "idle"]
+        logs = env.kubectl("logs", "-n", "sunkbridge-system", pod.metadata.name)
+        assert "Forbidden" not in logs and "reconcile failed" not in logs, logs[-2000:]
+        # The identity it ran as is the least-privilege one of manifests/base/rbac, not more.
+        who = "--as=system:serviceaccount:sunkbridge-system:sunkbridge-operator"
+        assert env.kubectl("auth", "can-i", "create", "pods/exec", who).strip() == "yes"
+        for verb, resource in (("delete", "nodes"), ("create", "clusterroles"), ("get", "secrets.unknown.io")):
+            assert env.kubectl("auth", "can-i", verb, resource, who, check=False).strip() == "no", resource
+    finally:
+        env.kubectl("delete", "slurmcluster", "sandbox", "--timeout=180s", check=False)
+        env.kubectl("delete", "deployment", "-n", "sunkbridge-system", "sunkbridge-operator", "--timeout=60s",
+                    check=False)
