@@ -33,6 +33,9 @@ _KWOK_STAGE_FILES = (
     "kustomize/stage/pod/general/pod-complete.yaml",
     "kustomize/stage/pod/general/pod-delete.yaml",
 )
+FEATURE_GATES = {"PodLogsQuerySplitStreams": True}
+"""Alpha gates the lane turns on: a job's stdout and stderr read apart, for sbatch's separate `--error` file."""
+
 DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -196,6 +199,7 @@ class KubeLane:
             f"--kubelet-client-certificate={d / 'admin.crt'}", f"--kubelet-client-key={d / 'admin.key'}",
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
             "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
+            "--feature-gates=" + ",".join(f"{k}={str(v).lower()}" for k, v in sorted(FEATURE_GATES.items())),
         ])
         self.on_step("starting kube-apiserver")
         daemon.start()

@@ -27,7 +27,7 @@ from sunkbridge.k8s import binaries
 from sunkbridge.k8s.pools import POOL_LABEL
 from sunkbridge.lanes import pki
 from sunkbridge.lanes.daemons import Daemon, LaneError, running, stop_pidfile, wait_until
-from sunkbridge.lanes.k8s import KubeLane
+from sunkbridge.lanes.k8s import FEATURE_GATES, KubeLane
 
 NODE_IMAGE = "local/sunk-kube-node:1"
 PAUSE_IMAGE = "local/pause:1"
@@ -110,6 +110,7 @@ def kubelet_config(node: RealNode) -> dict[str, Any]:
         "cgroupDriver": "cgroupfs",
         "cgroupRoot": node.cgroup_root,
         "failCgroupV1": False,
+        "featureGates": dict(FEATURE_GATES),
         "failSwapOn": False,
         "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
         "clusterDNS": [node.site.dns_ip],
