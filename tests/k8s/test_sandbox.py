@@ -47,6 +47,11 @@ def test_dev_up_is_idempotent_reports_status_and_down_leaves_nothing(sandbox_env
     status = json.loads(_sunk(sandbox_env, "dev", "status", "--json").stdout)
     assert status["up"] is True
     assert status["pools"] == {"h100": 2, "cpu": 1}
+    # Without real nodes there is no job bridge: no controller, no podgroup partition.
+    assert "sunk-bridge-controller" not in status["components"]
+    partitions = subprocess.run(["sinfo", "-h", "-o", "%R"], env={**sandbox_env, **status["env"]},
+                                capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(partitions) == ["a100", "cpu", "h100"]
 
     env_lines = _sunk(sandbox_env, "dev", "env").stdout
     assert "export KUBECONFIG=" in env_lines and "export SLURM_CONF=" in env_lines
