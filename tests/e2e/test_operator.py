@@ -25,7 +25,7 @@ from kubernetes import client
 from sunkbridge.images.base import image_exists
 from sunkbridge.images.build import build_image, build_slurm_images, image_tag
 from sunkbridge.k8s.client import api_client
-from sunkbridge.lanes.daemons import free_port
+from sunkbridge.lanes.daemons import LaneError, free_port
 from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
 from sunkbridge.lanes.nodes import REAL_POOL, RealNodes, Site
 from sunkbridge.operator.kube import Kube
@@ -173,9 +173,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         pytest.skip(f"images {missing} are not built; run `sunk images build` first")
     build_image(ROOT / "slurm-images" / "mariadb", MARIADB_IMAGE, name="mariadb")
     base = tmp_path_factory.mktemp("k8s-operator")
-    lane = KubeLane(KubeLaneConfig(base_dir=base, api_port=free_port(), etcd_port=free_port(),
-                                   etcd_peer_port=free_port()))
-    lane.start()
+    for attempt in range(3):  # a free port can be taken by another lane before the daemon binds it
+        lane = KubeLane(KubeLaneConfig(base_dir=base, api_port=free_port(), etcd_port=free_port(),
+                                       etcd_peer_port=free_port()))
+        try:
+            lane.start()
+            break
+        except LaneError as exc:
+            lane.stop()
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
     nodes = RealNodes(lane, Site(2, "sunk-op-node-"))
     e: Env | None = None
     try:
