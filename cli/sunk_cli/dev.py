@@ -105,7 +105,7 @@ def env() -> None:
 
 @dev.command()
 @click.option("--real-nodes", is_flag=True,
-              help="Also prepare real nodes: Docker engine, Debian base images, node image, CoreDNS.")
+              help="Also prepare real nodes: Docker engine, Debian base images, node and job images, CoreDNS.")
 def prepare(real_nodes: bool) -> None:
     """Install and build everything the sandbox and the tests need (idempotent, cached)."""
     from sunkbridge.lanes.slurm import ensure_installed
@@ -119,11 +119,13 @@ def prepare(real_nodes: bool) -> None:
             paths = binaries.build_all(on_step, tools)
             if real_nodes:
                 from sunkbridge.images.base import ensure_base
+                from sunkbridge.images.job import ensure_job_image
                 from sunkbridge.lanes.nodes import RealNodes
 
                 for suite in ("bookworm", "sid"):
                     ensure_base(suite, on_step=on_step)
                 RealNodes(Sandbox(load_config()).kube, on_step=on_step).ensure_images()
+                ensure_job_image(on_step)
         except (LaneError, binaries.BuildError) as exc:
             _fail(exc)
     for name, path in sorted(paths.items()):
