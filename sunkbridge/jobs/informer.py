@@ -1,8 +1,8 @@
 """Plain JSON calls to the API server and informers: one list+watch per kind feeding a thread-safe store.
 
-The typed client validates every body into models and back, which costs more CPU than the request
-itself for pods; controllers that handle thousands of pods talk JSON through the same ApiClient (same
-connection pool and credentials) instead.
+The typed client turns every body into models and back, which costs more CPU than the request itself
+for pods; controllers that handle thousands of pods talk JSON through the same ApiClient's connection
+pool and credentials instead.
 """
 
 from __future__ import annotations
@@ -13,46 +13,54 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 log = logging.getLogger("sunkbridge.jobs")
 MERGE_PATCH = "application/merge-patch+json"
 
 
 class JsonApi:
-    """JSON requests through an ApiClient's connection pool and credentials, without model round trips."""
+    """JSON requests through an ApiClient's urllib3 pool and credentials, without model round trips.
+
+    Only the pool and the configuration are used, which every kubernetes-client generation has alike
+    (Debian's 22.x and PyPI's 3x differ in `ApiClient`'s own calls)."""
 
     def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
         self.api = api
         self.timeout = timeout
 
     def _send(self, method: str, path: str, body: Any, query: Mapping[str, str] | None, content_type: str,
-              timeout: float | tuple[float, float]) -> Any:
-        request = self.api.param_serialize(method, path, query_params=list((query or {}).items()),
-                                           header_params={"Accept": "application/json",
-                                                          "Content-Type": content_type},
-                                           body=body, auth_settings=["BearerToken"])
-        return self.api.call_api(*request, _request_timeout=timeout)
+              timeout: urllib3.Timeout, stream: bool) -> Any:
+        cfg = self.api.configuration
+        headers = {"Accept": "application/json"}
+        bearer = cfg.auth_settings().get("BearerToken")
+        if bearer and bearer.get("value"):
+            headers[bearer["key"]] = bearer["value"]
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
+        url = cfg.host + path + (f"?{urlencode(dict(query))}" if query else "")
+        resp = self.api.rest_client.pool_manager.request(method, url, body=data, headers=headers,
+                                                          preload_content=not stream, timeout=timeout)
+        if not 200 <= resp.status <= 299:
+            raise ApiException(status=resp.status, reason=resp.reason, body=resp.data.decode(errors="replace"))
+        return resp
 
     def call(self, method: str, path: str, body: Any = None, query: Mapping[str, str] | None = None,
              content_type: str = "application/json") -> Any:
         """One request; the decoded JSON answer. Non-2xx answers raise ApiException with the status."""
-        resp = self._send(method, path, body, query, content_type, self.timeout)
-        data = resp.read()
-        if not 200 <= resp.status <= 299:
-            raise ApiException(status=resp.status, reason=resp.reason, body=data.decode(errors="replace"))
-        return json.loads(data) if data else None
+        resp = self._send(method, path, body, query, content_type, urllib3.Timeout(total=self.timeout), False)
+        return json.loads(resp.data) if resp.data else None
 
     def open_stream(self, path: str, query: Mapping[str, str], read_timeout: float) -> Any:
         """Start a streaming GET (a watch); the raw urllib3 response, to be read line by line."""
-        resp = self._send("GET", path, None, query, "application/json", (self.timeout, read_timeout))
-        if not 200 <= resp.status <= 299:
-            data = resp.read()
-            raise ApiException(status=resp.status, reason=resp.reason, body=data.decode(errors="replace"))
-        return resp.response
+        return self._send("GET", path, None, query, "application/json",
+                          urllib3.Timeout(connect=self.timeout, read=read_timeout), True)
 
 
 def name_of(obj: Mapping[str, Any]) -> str:
@@ -86,7 +94,6 @@ class Informer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._resp: Any = None
-        self._resume_from: str | None = None
         self._thread: threading.Thread | None = None
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -144,10 +151,9 @@ class Informer:
         self._stop.set()
         self.interrupt()
 
-    def interrupt(self, resume_from: str | None = None) -> None:
+    def interrupt(self) -> None:
         """Drop the current watch connection, as a network failure would; the loop resumes from the last
-        resourceVersion seen, or from `resume_from` when given."""
-        self._resume_from = resume_from
+        resourceVersion seen."""
         resp = self._resp
         if resp is not None:
             with contextlib.suppress(Exception):
@@ -170,9 +176,6 @@ class Informer:
                     self.resource_version = ""
                 log.info("watch of %s restarts: %s", self.path, exc)
                 self._stop.wait(0.5)
-            finally:
-                if self._resume_from is not None:
-                    self.resource_version, self._resume_from = self._resume_from, None
 
     def _query(self) -> dict[str, str]:
         return {"labelSelector": self.label_selector} if self.label_selector else {}
@@ -198,9 +201,11 @@ class Informer:
         resp = self.rest.open_stream(self.path, query, read_timeout=self.watch_timeout + 30)
         self._resp = resp
         try:
-            for line in iter_resp_lines(resp):
-                if line:
-                    yield json.loads(line)
+            buffer = b""
+            for chunk in resp.stream(amt=None, decode_content=False):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                yield from (json.loads(line) for line in lines if line.strip())
         finally:
             self._resp = None
             with contextlib.suppress(Exception):
