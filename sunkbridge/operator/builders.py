@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sunkbridge.cluster import DOMAIN
@@ -41,17 +41,15 @@ Manifest = dict[str, Any]
 
 @dataclass(frozen=True)
 class Member:
-    """A Kubernetes node of a pool, as the Slurm node it becomes."""
+    """A Kubernetes node of a pool and the Slurm node it becomes (its address comes from its slurmd pod)."""
 
     pool: str
     k8s_node: str
-    slurm_name: str
-    cpus: int
-    memory_mb: int
-    gpus: int = 0
-    gpu_type: str | None = None
-    features: tuple[str, ...] = ()
-    switch: str | None = None
+    node: SlurmNode
+
+    @property
+    def slurm_name(self) -> str:
+        return self.node.name
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -101,19 +99,16 @@ def member_of(spec: ClusterSpec, pool_name: str, node: Mapping[str, Any]) -> Mem
     features = tuple(sorted({re.sub(r"[^A-Za-z0-9_.-]", "_", labels[k]) for k in pool.feature_labels
                              if labels.get(k)}))
     switch = labels.get(pool.topology_label) if pool.topology_label else None
-    return Member(pool=pool.name, k8s_node=str(meta["name"]), slurm_name=slurm_node_name(str(meta["name"])),
-                  cpus=cpus, memory_mb=memory_mb, gpus=gpus,
-                  gpu_type=gpu_type(labels.get(pool.gpu_product_label)) if gpus else None,
-                  features=features, switch=re.sub(r"[^A-Za-z0-9_.-]", "_", switch) if switch else None)
+    node_name = str(meta["name"])
+    return Member(pool=pool.name, k8s_node=node_name, node=SlurmNode(
+        name=slurm_node_name(node_name), partition=pool.partition_name, cpus=cpus, memory_mb=memory_mb, gpus=gpus,
+        gpu_type=gpu_type(labels.get(pool.gpu_product_label)) if gpus else None,
+        features=features, switch=re.sub(r"[^A-Za-z0-9_.-]", "_", switch) if switch else None))
 
 
 def conf_inputs(spec: ClusterSpec, members: Mapping[str, tuple[Member, str]]) -> ConfInputs:
     """What to render: `members` maps Slurm node name → (member, address of its slurmd pod)."""
-    nodes = tuple(
-        SlurmNode(name=m.slurm_name, partition=spec.pool(m.pool).partition_name, cpus=m.cpus,
-                  memory_mb=m.memory_mb, gpus=m.gpus, gpu_type=m.gpu_type, features=m.features, switch=m.switch,
-                  addr=addr)
-        for m, addr in members.values())
+    nodes = tuple(replace(m.node, addr=addr) for m, addr in members.values())
     partitions = tuple(
         Partition(name=p.partition_name, default=(p.name == spec.default_pool), options=dict(p.partition_options),
                   podgroup=p.mode == "podgroup")
@@ -336,7 +331,7 @@ def slurmd_pod(spec: ClusterSpec, uid: str, member: Member) -> Manifest:
                  **{POOL_LABEL: member.pool, NODE_LABEL: member.slurm_name})
     env = [
         {"name": "SLURMD_NODENAME", "value": member.slurm_name},
-        {"name": "SUNK_GPUS", "value": str(member.gpus)},
+        {"name": "SUNK_GPUS", "value": str(member.node.gpus)},
         {"name": "SUNK_GPU_PREFIX", "value": spec.gpu_device_path},
         {"name": "SUNK_CONF_SERVER", "value": f"{controller_fqdn(spec)}:{SLURMCTLD_PORT}"},
     ]

@@ -56,10 +56,13 @@ def test_bad_specs_name_the_field(spec: dict[str, Any], field: str) -> None:
 def test_node_becomes_slurm_node_from_allocatable_and_labels() -> None:
     spec = parse_cluster(_body())
     m = b.member_of(spec, "h100", _node("gpu-node.example", "h100"))
-    assert (m.slurm_name, m.cpus, m.memory_mb, m.gpus, m.gpu_type) == ("gpu-node-example", 96, 1_048_576, 8, "h100")
-    assert m.features == ("NVIDIA-H100-80GB-HBM3",) and m.switch == "r1"
+    n = m.node
+    assert (m.slurm_name, n.partition, n.cpus, n.memory_mb, n.gpus, n.gpu_type) == (
+        "gpu-node-example", "h100", 96, 1_048_576, 8, "h100")
+    assert n.features == ("NVIDIA-H100-80GB-HBM3",) and n.switch == "r1" and n.addr is None
+    assert m.k8s_node == "gpu-node.example" and m.pool == "h100"
     cpu = b.member_of(spec, "pg", _node("c1", "pg", gpus=None))
-    assert cpu.gpus == 0 and cpu.gpu_type is None
+    assert cpu.node.gpus == 0 and cpu.node.gpu_type is None and cpu.node.partition == "pg"
 
 
 @pytest.mark.parametrize(("product", "expected"), [
