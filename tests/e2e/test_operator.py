@@ -114,6 +114,19 @@ def release(env: Env, node: str, job: str) -> None:
     env.kubectl("exec", f"{NAME}-slurmd-{node}", "--", "touch", f"/tmp/release-{job}")
 
 
+def wait_job(env: Env, job: str, state: str = "COMPLETED", timeout: float = 120) -> None:
+    """Wait until Slurm shows job `job` in `state`; on timeout say what Slurm shows instead."""
+    def reached() -> bool:
+        return f"JobState={state} " in env.login(f"scontrol show job {job} -o", check=False)
+
+    try:
+        wait_for(f"job {job} {state}", reached, timeout=timeout)
+    except AssertionError as exc:
+        shown = env.login(f"scontrol show job {job} -o; sinfo -h -N -o '%N %t %E'; sacct -n -P -X -j {job} "
+                          "-o JobID,State,ExitCode,NodeList", check=False)
+        raise AssertionError(f"{exc}; Slurm shows: {shown}") from exc
+
+
 def _cluster_body() -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SlurmCluster", "metadata": {"name": NAME, "namespace": NS},
             "spec": {"imagePullPolicy": "Never",
@@ -312,8 +325,7 @@ def test_held_job_survives_deletion_of_the_slurmctld_pod(env: Env) -> None:
     after = env.login("sbatch --parsable -o /dev/null --wrap hostname").strip()
     assert int(after) > int(held), "job ids continue from the saved state"
     env.login(f"scontrol release {held}")
-    wait_for(f"released job {held} completed",
-             lambda: "JobState=COMPLETED" in env.login(f"scontrol show job {held} -o", check=False), timeout=120)
+    wait_job(env, held)
     wait_for("SlurmCluster Ready again", lambda: env.condition("Ready").get("status") == "True", timeout=120)
 
 
@@ -424,8 +436,7 @@ def test_node_leaving_the_pool_is_drained_before_its_pod_goes(env: Env) -> None:
 
     wait_for("slurmd pod deleted after the job", pod_gone, timeout=120)
     # The node's removal restarts slurmctld from saved state; the finished job's record survives it.
-    wait_for(f"job {job} recorded as completed",
-             lambda: "JobState=COMPLETED" in env.login(f"scontrol show job {job} -o", check=False), timeout=120)
+    wait_job(env, job)
     wait_for("node gone from Slurm", lambda: "sunk-op-node-2" not in env.login("sinfo -h -N -o %N"), timeout=120)
 
 
@@ -438,8 +449,8 @@ def test_override_slurm_refuses_is_reported_not_rolled_out(env: Env) -> None:
         assert "SchedulerParamters" in env.condition("ConfigRendered")["message"]
         after = env.kube.get_json(f"/api/v1/namespaces/{NS}/configmaps/{NAME}-slurm-conf")["data"]["slurm.conf"]
         assert after == before
-        assert "SchedulerParamters" not in env.kubectl("exec", f"{NAME}-slurmctld-0", "--", "cat",
-                                                      "/etc/slurm/slurm.conf")
+        wait_for("slurmctld's own files readable", lambda: "SchedulerParamters" not in env.kubectl(
+            "exec", f"{NAME}-slurmctld-0", "-c", "slurmctld", "--", "cat", "/etc/slurm/slurm.conf"), timeout=60)
         assert env.login("scontrol ping").count("is UP") == 1
     finally:
         env.kubectl("patch", "slurmcluster", NAME, "--type=json", "-p",
