@@ -230,7 +230,7 @@ class Sandbox:
 
     def _prepare_bridge(self) -> None:
         """SlurmJob CRD, the launcher's token kubeconfig and the controller's certificate and Role."""
-        from sunkbridge.jobs.identity import controller_role, write_launcher_kubeconfig
+        from sunkbridge.jobs.identity import controller_node_reader, controller_role, write_launcher_kubeconfig
         from sunkbridge.k8s.client import api_client
 
         self.bridge_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +244,13 @@ class Sandbox:
                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                "name": role["metadata"]["name"]},
                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": CONTROLLER_USER}]}
-        self._kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding]))
+        reader = controller_node_reader()
+        node_binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                        "metadata": {"name": reader["metadata"]["name"]},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                    "name": reader["metadata"]["name"]},
+                        "subjects": binding["subjects"]}
+        self._kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding, reader, node_binding]))
         ca = pki.KeyPair(self.kube.pki_dir / "ca.crt", self.kube.pki_dir / "ca.key")
         cert = pki.issue(ca, self.bridge_dir, "controller", CONTROLLER_USER)
         kubeconfig = self.bridge_dir / "controller.kubeconfig"

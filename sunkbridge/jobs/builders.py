@@ -226,6 +226,41 @@ def build_pod(job: JobView, rank: int, settings: BridgeSettings) -> dict[str, An
     }
 
 
+_KUBELET_CHECKED = frozenset({"cpu", "memory", "ephemeral-storage", "pods"})
+
+
+def _amount(quantity: str) -> float:
+    """A Kubernetes quantity as a number, for the plain counts extended resources use (``8``, ``1k``)."""
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9, "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3, "m": 1e-3}
+    match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(quantity).strip())
+    if not match:
+        raise ValueError(f"not a quantity: {quantity!r}")
+    return float(match.group(1)) * scale.get(match.group(2), 1.0)
+
+
+def node_unfit(pod: Mapping[str, Any], node: Mapping[str, Any] | None) -> str | None:
+    """Why Kubernetes node `node` cannot run `pod`, for what the kubelet would not refuse itself, or None.
+
+    A pod bound by ``nodeName`` skips the scheduler. The kubelet refuses too little CPU or memory, but it
+    silently drops a request for an extended resource (a GPU) its node does not advertise, so such a job
+    would run without its GPUs; and a pod bound to a node that does not exist waits forever.
+    """
+    target = pod["spec"]["nodeName"]
+    if node is None:
+        return f"Kubernetes node {target} does not exist; the Slurm node behind it must be removed or renamed"
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    for container in [*pod["spec"].get("initContainers", ()), *pod["spec"]["containers"]]:
+        for name, wanted in ((container.get("resources") or {}).get("limits") or {}).items():
+            if name in _KUBELET_CHECKED or name.startswith("hugepages-"):
+                continue
+            have = _amount(allocatable.get(name, "0"))
+            if _amount(wanted) > have:
+                return (f"Kubernetes node {target} has {allocatable.get(name, 'no')} {name}, the job asks for "
+                        f"{wanted} per node; check the GPU type and count of the Slurm node against the "
+                        f"Kubernetes node's allocatable")
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Status
 

@@ -39,6 +39,7 @@ from sunkbridge.jobs.builders import (
     build_secret,
     build_service,
     job_status,
+    node_unfit,
     pod_state,
 )
 from sunkbridge.jobs.informer import MERGE_PATCH, Informer, JsonApi
@@ -121,6 +122,7 @@ class Controller:
                              on_change=lambda o: self.enqueue(str(o["metadata"]["name"])))
         self.pods = Informer(self.rest, f"/api/v1/namespaces/{self.ns}/pods", label_selector=LABEL_JOB,
                              index=_job_of, on_change=self._pod_changed)
+        self.nodes = Informer(self.rest, "/api/v1/nodes", on_change=lambda _node: None)
         self._pool = ThreadPoolExecutor(self.create_parallelism, thread_name_prefix="sunk-jobs-create")
 
     @property
@@ -131,12 +133,16 @@ class Controller:
 
     def start(self, sync_timeout: float = 60.0) -> Controller:
         """Start the informers, wait for their first listing, then the workers and the garbage collector."""
-        self.jobs.start()
-        self.pods.start()
+        informers = (self.jobs, self.pods, self.nodes)
+        for informer in informers:
+            informer.start()
         deadline = time.monotonic() + sync_timeout
-        for informer in (self.jobs, self.pods):
+        for informer in informers:
             if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"no listing of {informer.path} within {sync_timeout}s: is the API server up?")
+                self.stop()
+                raise TimeoutError(f"no listing of {informer.path} within {sync_timeout}s (last error: "
+                                   f"{informer.last_error or 'none'}); check that the API server is up and that "
+                                   f"the controller's identity may list and watch it")
         targets: list[Callable[[], None]] = [self._worker] * self.workers + [self._delay_loop]
         if self.slurm_running is not None:
             targets.append(self._gc_loop)
@@ -148,8 +154,8 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
-        self.jobs.stop()
-        self.pods.stop()
+        for informer in (self.jobs, self.pods, self.nodes):
+            informer.stop()
         with self._wake:
             self._wake.notify_all()
         for _ in range(self.workers):
@@ -285,6 +291,9 @@ class Controller:
                           if n not in existing and now - t < self.expectation_ttl}
         missing = [r for r in range(len(job.nodes))
                    if job.pod_name(r) not in existing and job.pod_name(r) not in state.expected]
+        if missing and not state.support_made and (unfit := self._unfit(job)):
+            self._fail_before_start(name, state, unfit)
+            return
         if missing:
             bodies: list[tuple[str, dict[str, Any]]] = []
             if not state.support_made:
@@ -313,12 +322,34 @@ class Controller:
         if status.get("phase") in TERMINAL:
             self._delete_unfinished(state, raw)
 
+    def _unfit(self, job: JobView) -> str | None:
+        """The first reason a node of `job` cannot run its pod that the kubelet would not report itself."""
+        for rank in range(len(job.nodes)):
+            pod = build_pod(job, rank, self.settings)
+            if reason := node_unfit(pod, self.nodes.get(pod["spec"]["nodeName"])):
+                return reason
+        return None
+
+    def _fail_before_start(self, name: str, state: _JobState, reason: str) -> None:
+        """Fail a job whose pods cannot run as asked, before any object of it exists."""
+        log.info("%s cannot run: %s", name, reason)
+        status = {"phase": "Failed", "exitCode": 1, "signal": 0, "exitStatus": "1:0", "completionTime": _now(),
+                  "reason": "Unfit", "message": reason, "pods": []}
+        with contextlib.suppress(ApiException):
+            self._patch_status(name, status)
+        state.written, state.last_patch = status, time.monotonic()
+
     def _delete_unfinished(self, state: _JobState, pods: Iterable[dict[str, Any]]) -> None:
-        """Delete the pods that still run or wait (peers, pods that cannot start) of a finished job."""
+        """Delete the pods that still run or wait (peers, pods that cannot start) of a finished job.
+
+        A pod whose main container has ended stays, though the kubelet may still call it Running while it
+        tears it down: the launcher is reading its log, and deletes the SlurmJob (and so the pod) after.
+        """
         for pod in pods:
             name = pod["metadata"]["name"]
             phase = (pod.get("status") or {}).get("phase")
-            if phase in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp") or name in state.deleted:
+            if (phase in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp")
+                    or name in state.deleted or pod_state(pod).exit_code is not None):
                 continue
             self._count("delete pod")
             with contextlib.suppress(ApiException):

@@ -33,6 +33,12 @@ def controller_role(namespace: str, name: str = "sunk-jobs-controller") -> dict[
                        "verbs": ["get", "list", "watch", "create", "delete", "patch"]}]}
 
 
+def controller_node_reader(name: str = "sunk-jobs-controller-nodes") -> dict[str, Any]:
+    """The one cluster-wide right of the SlurmJob controller: read nodes, to check a job's pods fit them."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]}
+
+
 def _apply(fn_create: Any, fn_replace: Any, namespace: str, body: dict[str, Any]) -> None:
     try:
         fn_create(namespace, body)

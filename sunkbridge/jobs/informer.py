@@ -88,6 +88,7 @@ class Informer:
         self.label_selector, self.index, self.watch_timeout = label_selector, index, watch_timeout
         self.resource_version = ""
         self.relists = 0
+        self.last_error = ""  # the last failure of the loop, for messages
         self.synced = threading.Event()
         self._objects: dict[str, dict[str, Any]] = {}
         self._indexed: dict[str, dict[str, dict[str, Any]]] = {}
@@ -174,7 +175,8 @@ class Informer:
                     return
                 if isinstance(exc, ApiException) and exc.status == 410:
                     self.resource_version = ""
-                log.info("watch of %s restarts: %s", self.path, exc)
+                self.last_error = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else str(exc)
+                log.info("watch of %s restarts: %s", self.path, self.last_error)
                 self._stop.wait(0.5)
 
     def _query(self) -> dict[str, str]:

@@ -192,3 +192,28 @@ def test_410_gone_relists_and_forgets_what_was_deleted_meanwhile(controller: Con
     _wait("cache equal to the API server", lambda: _cached(controller) == _listed(custom), timeout=10)
     assert json.dumps(controller.jobs.get(new["metadata"]["name"]), sort_keys=True) == json.dumps(
         custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, new["metadata"]["name"]), sort_keys=True)
+
+
+@pytest.mark.parametrize(("where", "gpus", "reason"), [
+    ("missing", 0, "Kubernetes node sunk-no-such-node does not exist"),
+    ("pool", 16, "has 8 nvidia.com/gpu, the job asks for 16 per node"),
+])
+def test_a_job_its_nodes_cannot_hold_fails_before_any_object_is_made(
+        controller: Controller, nodes: list[str], kube_client: client.ApiClient, where: str, gpus: int,
+        reason: str) -> None:
+    """A pod bound by nodeName skips the scheduler, and the kubelet ignores GPUs its node lacks."""
+    core, custom = client.CoreV1Api(kube_client), client.CustomObjectsApi(kube_client)
+    body = slurmjob_for(7006 + gpus, ["sunk-no-such-node"] if where == "missing" else nodes[:2], NS)
+    for node in body["spec"]["nodes"]:
+        node["gpus"] = gpus
+    name = body["metadata"]["name"]
+    custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
+    _wait("Failed", lambda: _phase(custom, name) == "Failed", timeout=30)
+    status = custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)["status"]
+    assert status["reason"] == "Unfit" and reason in status["message"], status
+    assert status["exitStatus"] == "1:0"
+    time.sleep(1)
+    selector = f"{LABEL_JOB}={name}"
+    assert core.list_namespaced_pod(NS, label_selector=selector).items == []
+    assert core.list_namespaced_secret(NS, label_selector=selector).items == []
+    assert core.list_namespaced_service(NS, label_selector=selector).items == []

@@ -14,6 +14,7 @@ from sunkbridge.jobs.builders import (
     build_secret,
     build_service,
     job_status,
+    node_unfit,
     pod_state,
 )
 
@@ -97,3 +98,35 @@ def test_bad_images_fail_fast_with_the_reason() -> None:
     nopy = pod_state(_pod(0, phase="Failed", initContainerStatuses=[
         {"name": "sunk-runtime", "state": {"terminated": {"exitCode": 1, "message": "image x has no python3"}}}]))
     assert "no python3" in job_status([nopy], 1)["message"]
+
+
+def _node(allocatable: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": "k8s-b"}, "status": {"allocatable": {"cpu": "1", "memory": "1Gi", **allocatable}}}
+
+
+def test_a_node_fits_when_it_advertises_the_gpus() -> None:
+    pod = build_pod(_job(), 1, SETTINGS)
+    assert node_unfit(pod, _node({"nvidia.com/gpu": "8"})) is None
+    assert node_unfit(pod, _node({"nvidia.com/gpu": "2"})) is None
+
+
+def test_gpus_the_node_lacks_or_has_too_few_of_are_named() -> None:
+    """The kubelet leaves these to the scheduler, which a pod bound by nodeName skips."""
+    pod = build_pod(_job(), 1, SETTINGS)
+    assert node_unfit(pod, _node({})) == (
+        "Kubernetes node k8s-b has no nvidia.com/gpu, the job asks for 2 per node; check the GPU type and count "
+        "of the Slurm node against the Kubernetes node's allocatable")
+    assert "has 1 nvidia.com/gpu, the job asks for 2" in str(node_unfit(pod, _node({"nvidia.com/gpu": "1"})))
+
+
+def test_cpu_and_memory_are_left_to_the_kubelet() -> None:
+    """The kubelet refuses those itself (OutOfcpu, OutOfmemory), with its own reason on the pod."""
+    pod = build_pod(_job(), 0, SETTINGS)
+    pod["spec"]["containers"][0]["resources"]["limits"].pop("nvidia.com/gpu")
+    assert node_unfit(pod, _node({})) is None
+
+
+def test_a_node_that_does_not_exist_is_named() -> None:
+    pod = build_pod(_job(), 0, SETTINGS)
+    assert node_unfit(pod, None) == ("Kubernetes node k8s-a does not exist; the Slurm node behind it must be "
+                                     "removed or renamed")
