@@ -43,11 +43,7 @@ echo "batch script on $(hostname)"
 env | grep -E '^SLURM_(JOB_ID|JOB_NAME|JOB_PARTITION|JOB_NODELIST|NNODES|NTASKS|SUBMIT_DIR|CLUSTER_NAME)=' | sort
 echo "srun hostname:"
 srun hostname | sort
-sleep 2
 """
-# The final `sleep 2`: the SlurmJob controller deletes rank 0's pod as soon as its container ends, and a job
-# that exits before the launcher attaches to rank 0's log loses its output (see the expected failure
-# test_output_of_jobs_that_exit_at_once_reaches_their_files in tests/e2e/test_job_bridge.py).
 _FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
           "BOOT_FAIL", "DEADLINE"}
 SACCT_FIELDS = "JobID,JobName,Partition,NNodes,NodeList,State,ExitCode"

@@ -41,6 +41,10 @@ PLURAL = "slurmjobs"
 NO_VAL = 4294967294  # what Slurm prints for %a of a job that is not part of an array
 SPANK_PREFIXES = ("SLURM_SPANK__SLURM_SPANK_OPTION_pyxis_", "_SLURM_SPANK_OPTION_pyxis_")
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
+RELEASE_S = 60.0
+"""How long the launcher waits for the pods of an ended job to be gone before it lets Slurm free the nodes."""
+RELEASE_ON_SIGNAL_S = 20.0
+"""The same after scancel or a time limit: within Slurm's default KillWait of 30 s."""
 
 # Variables of the login/slurmd host that must not leak into the pods (the image has its own).
 _HOST_ONLY = frozenset({
@@ -469,14 +473,31 @@ class Launcher:
                 time.sleep(0.5)
         raise LaunchError(f"SlurmJob {self.name} already exists and does not go away")
 
-    def delete(self) -> None:
-        """Delete the SlurmJob; its pods, Service and Secret follow through their owner references."""
+    def delete(self, wait: float = 0.0) -> None:
+        """Delete the SlurmJob; its pods, Service and Secret follow through their owner references.
+
+        With `wait`, the deletion runs in the foreground and this returns once the pods are gone, or after
+        `wait` seconds: Slurm frees the nodes when the launcher exits, and a next job's pods must not find
+        the kubelet still counting this job's CPUs and memory.
+        """
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
-        with contextlib.suppress(ApiException):
-            self._custom().delete_namespaced_custom_object(
+        api = self._custom()
+        try:
+            api.delete_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURAL, self.name,
-                body=client.V1DeleteOptions(propagation_policy="Background", grace_period_seconds=0))
+                body=client.V1DeleteOptions(propagation_policy="Foreground" if wait else "Background",
+                                            grace_period_seconds=0))
+        except ApiException:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+            time.sleep(0.2)
 
     def _watch(self) -> Iterator[dict[str, Any]]:
         """The SlurmJob's successive versions until it ends (re-listing after watch timeouts)."""
@@ -634,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def on_term(signum: int, _frame: Any) -> None:
         launcher._stop.set()
-        launcher.delete()
+        launcher.delete(wait=RELEASE_ON_SIGNAL_S)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
@@ -645,12 +666,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LaunchError as exc:
         print(f"sunk-launcher: job {job_id}: {exc}", file=sys.stderr)
         _annotate(job_id, str(exc))
-        launcher.delete()
+        launcher.delete(wait=RELEASE_S)
         return 1
     if message and (code or sig):
         print(f"sunk-launcher: job {job_id}: {message}", file=sys.stderr)
         _annotate(job_id, message)
-    launcher.delete()
+    launcher.delete(wait=RELEASE_S)
     sys.stdout.flush()
     sys.stderr.flush()
     if sig:
