@@ -402,6 +402,43 @@ def test_partition_change_rolls_out_while_jobs_wait(env: Env) -> None:
     assert "JobState=COMPLETED" in env.login(f"scontrol show job {queued} -o")
 
 
+def test_override_slurm_refuses_is_reported_not_rolled_out(env: Env) -> None:
+    before = env.kube.get_json(f"/api/v1/namespaces/{NS}/configmaps/{NAME}-slurm-conf")["data"]["slurm.conf"]
+    env.kubectl("patch", "slurmcluster", NAME, "--type=merge", "-p",
+                '{"spec":{"slurmConf":{"overrides":{"SchedulerParamters":"bf_interval=5"}}}}')
+    try:
+        wait_for("ConfigRendered False", lambda: env.condition("ConfigRendered").get("status") == "False", timeout=60)
+        assert "SchedulerParamters" in env.condition("ConfigRendered")["message"]
+        after = env.kube.get_json(f"/api/v1/namespaces/{NS}/configmaps/{NAME}-slurm-conf")["data"]["slurm.conf"]
+        assert after == before
+        wait_for("slurmctld's own files readable", lambda: "SchedulerParamters" not in env.kubectl(
+            "exec", f"{NAME}-slurmctld-0", "-c", "slurmctld", "--", "cat", "/etc/slurm/slurm.conf"), timeout=60)
+        assert env.login("scontrol ping").count("is UP") == 1
+    finally:
+        env.kubectl("patch", "slurmcluster", NAME, "--type=json", "-p",
+                    '[{"op":"remove","path":"/spec/slurmConf/overrides/SchedulerParamters"}]')
+    wait_for("ConfigRendered True again", lambda: env.condition("ConfigRendered").get("status") == "True",
+             timeout=60)
+
+
+def test_missing_image_appears_in_status(env: Env) -> None:
+    body = _cluster_body()
+    body["metadata"]["name"] = "noimage"
+    body["spec"]["images"] = {"login": "local/sunk-absent:0"}
+    body["spec"]["pools"][0]["nodeSelector"] = {"sunkbridge.io/pool": "none"}
+    env.kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
+    try:
+        def reported() -> bool:
+            obj = env.kube.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "noimage")
+            cond = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "ImagesAvailable"), {})
+            return cond.get("status") == "False" and "local/sunk-absent:0" in cond.get("message", "")
+
+        wait_for("ImagesAvailable False naming the image", reported, timeout=120)
+    finally:
+        env.kubectl("delete", "slurmcluster", "noimage", "--timeout=60s", check=False)
+
+
+# After the other checks of this cluster: the restart that removes a node is where the open slurmctld bug shows.
 _SLURMCTLD_AFTER_REMOVAL = pytest.mark.xfail(
     strict=False, reason="open bug: in a full run of this module slurmctld was seen crash-looping after the restart "
     "that removes a node which had just run a job; the subset of tests around it passes")
@@ -447,48 +484,11 @@ def test_node_leaving_the_pool_is_drained_before_its_pod_goes(env: Env) -> None:
         f"sacct -n -P -X -j {job} -o State,ExitCode,NodeList", check=False).split() == [
         "COMPLETED|0:0|sunk-op-node-2"], timeout=120)
     try:
-        wait_for("node gone from Slurm", lambda: "sunk-op-node-2" not in env.login("sinfo -h -N -o %N", check=False),
-                 timeout=120)
+        wait_for("node gone from Slurm", lambda: "sunk-op-node-2" not in env.login("sinfo -h -N -o %N"), timeout=120)
     except AssertionError as exc:
         logs = env.kubectl("logs", f"{NAME}-slurmctld-0", "-c", "slurmctld", "--previous", "--tail=40", check=False)
         pods = env.kubectl("get", "pods", "-o", "wide", check=False)
         raise AssertionError(f"{exc}\nslurmctld's previous container said:\n{logs}\n{pods}") from exc
-
-
-def test_override_slurm_refuses_is_reported_not_rolled_out(env: Env) -> None:
-    before = env.kube.get_json(f"/api/v1/namespaces/{NS}/configmaps/{NAME}-slurm-conf")["data"]["slurm.conf"]
-    env.kubectl("patch", "slurmcluster", NAME, "--type=merge", "-p",
-                '{"spec":{"slurmConf":{"overrides":{"SchedulerParamters":"bf_interval=5"}}}}')
-    try:
-        wait_for("ConfigRendered False", lambda: env.condition("ConfigRendered").get("status") == "False", timeout=60)
-        assert "SchedulerParamters" in env.condition("ConfigRendered")["message"]
-        after = env.kube.get_json(f"/api/v1/namespaces/{NS}/configmaps/{NAME}-slurm-conf")["data"]["slurm.conf"]
-        assert after == before
-        wait_for("slurmctld's own files readable", lambda: "SchedulerParamters" not in env.kubectl(
-            "exec", f"{NAME}-slurmctld-0", "-c", "slurmctld", "--", "cat", "/etc/slurm/slurm.conf"), timeout=60)
-        assert env.login("scontrol ping").count("is UP") == 1
-    finally:
-        env.kubectl("patch", "slurmcluster", NAME, "--type=json", "-p",
-                    '[{"op":"remove","path":"/spec/slurmConf/overrides/SchedulerParamters"}]')
-    wait_for("ConfigRendered True again", lambda: env.condition("ConfigRendered").get("status") == "True",
-             timeout=60)
-
-
-def test_missing_image_appears_in_status(env: Env) -> None:
-    body = _cluster_body()
-    body["metadata"]["name"] = "noimage"
-    body["spec"]["images"] = {"login": "local/sunk-absent:0"}
-    body["spec"]["pools"][0]["nodeSelector"] = {"sunkbridge.io/pool": "none"}
-    env.kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body)
-    try:
-        def reported() -> bool:
-            obj = env.kube.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "noimage")
-            cond = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "ImagesAvailable"), {})
-            return cond.get("status") == "False" and "local/sunk-absent:0" in cond.get("message", "")
-
-        wait_for("ImagesAvailable False naming the image", reported, timeout=120)
-    finally:
-        env.kubectl("delete", "slurmcluster", "noimage", "--timeout=60s", check=False)
 
 
 @_SLURMCTLD_AFTER_REMOVAL
