@@ -291,7 +291,8 @@ class Controller:
                           if n not in existing and now - t < self.expectation_ttl}
         missing = [r for r in range(len(job.nodes))
                    if job.pod_name(r) not in existing and job.pod_name(r) not in state.expected]
-        if missing and not state.support_made and (unfit := self._unfit(job)):
+        pods = [build_pod(job, r, self.settings) for r in missing]
+        if pods and not state.support_made and (unfit := self._unfit(pods)):
             self._fail_before_start(name, state, unfit)
             return
         if missing:
@@ -301,7 +302,7 @@ class Controller:
                 bodies.append(("secrets", build_secret(job, self.settings)))
                 if len(job.nodes) > 1:  # a lone pod finds its own name in /etc/hosts: no peers to resolve
                     bodies.append(("services", build_service(job, self.settings)))
-            bodies += [("pods", build_pod(job, r, self.settings)) for r in missing]
+            bodies += [("pods", pod) for pod in pods]
             self._create_all(bodies)
             state.support_made = True
             state.expected.update((job.pod_name(r), now) for r in missing)
@@ -322,10 +323,9 @@ class Controller:
         if status.get("phase") in TERMINAL:
             self._delete_unfinished(state, raw)
 
-    def _unfit(self, job: JobView) -> str | None:
-        """The first reason a node of `job` cannot run its pod that the kubelet would not report itself."""
-        for rank in range(len(job.nodes)):
-            pod = build_pod(job, rank, self.settings)
+    def _unfit(self, pods: Sequence[dict[str, Any]]) -> str | None:
+        """The first reason a node cannot run its pod of `pods` that the kubelet would not report itself."""
+        for pod in pods:
             if reason := node_unfit(pod, self.nodes.get(pod["spec"]["nodeName"])):
                 return reason
         return None
