@@ -12,7 +12,9 @@ with the environment Slurm gives a batch script. The launcher:
 * exits with the job's status (a task killed by a signal makes the launcher die of the same signal);
 * on SIGTERM (``scancel``, time limit) deletes the ``SlurmJob``, and with it every pod, then exits.
 
-It needs only the standard library and the ``kubernetes`` client, so it runs wherever slurmd runs.
+It needs only the standard library and the ``kubernetes`` client, so it runs wherever slurmd runs. It
+authenticates with a kubeconfig (``--kubeconfig``) or with a projected ServiceAccount token mounted into the
+slurmd pod (``--token-dir``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 GROUP = "sunkbridge.io"
@@ -45,6 +48,8 @@ RELEASE_S = 60.0
 """How long the launcher waits for the pods of an ended job to be gone before it lets Slurm free the nodes."""
 RELEASE_ON_SIGNAL_S = 20.0
 """The same after scancel or a time limit: within Slurm's default KillWait of 30 s."""
+IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+"""The API server ``--token-dir`` talks to unless ``--server`` says otherwise."""
 
 # Variables of the login/slurmd host that must not leak into the pods (the image has its own).
 _HOST_ONLY = frozenset({
@@ -615,6 +620,49 @@ def _reason(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def read_token(path: Path) -> str:
+    """The bearer token in `path`; a file the job's user cannot read is a LaunchError that says why."""
+    try:
+        token = path.read_text().strip()
+    except PermissionError as exc:
+        raise LaunchError(f"cannot read the launcher's token {path} as uid {os.geteuid()}: pod-group jobs of "
+                          "this cluster can only be submitted by root until the controller verifies job owners"
+                          ) from exc
+    except OSError as exc:
+        raise LaunchError(f"cannot read the launcher's token {path} ({exc.strerror or exc}): the slurmd pod "
+                          "must mount the launcher's ServiceAccount token there (pools of mode podgroup get "
+                          "it from the operator), or the launcher needs --kubeconfig") from exc
+    if not token:
+        raise LaunchError(f"the launcher's token {path} is empty; mount a ServiceAccount token there")
+    return token
+
+
+def token_configuration(token_dir: Path, server: str = IN_CLUSTER_SERVER) -> Any:
+    """A ``kubernetes.client.Configuration`` for `server` with the ServiceAccount token in `token_dir`.
+
+    `token_dir` is laid out like a projected ServiceAccount volume: ``token`` and ``ca.crt``. The token is
+    read again before each request, so the kubelet's rotations take effect (a failed re-read keeps the
+    token in hand).
+    """
+    from kubernetes import client
+    token_file, ca_file = token_dir / "token", token_dir / "ca.crt"
+    token = read_token(token_file)
+    if not ca_file.is_file():
+        raise LaunchError(f"no CA certificate at {ca_file}: mount the cluster's ca.crt beside the token")
+    cfg = client.Configuration()
+    cfg.host = server
+    cfg.ssl_ca_cert = str(ca_file)
+    cfg.api_key = {"authorization": token}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
+
+    def refresh(config: Any) -> None:
+        with contextlib.suppress(LaunchError):
+            config.api_key["authorization"] = read_token(token_file)
+
+    cfg.refresh_api_key_hook = refresh
+    return cfg
+
+
 def _annotate(job_id: str, message: str) -> None:
     """Put the reason into the job's Comment, where squeue (%k) and scontrol show job show it."""
     text = ("sunk: " + message).replace("\n", " ")[:200]
@@ -624,9 +672,14 @@ def _annotate(job_id: str, message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``launcher [--kubeconfig F] [--namespace N] [--cluster C] [--default-image I] [ARGS...]``."""
+    """Entry point: ``launcher (--kubeconfig F | --token-dir D [--server URL]) [--namespace N] [--cluster C]
+    [--default-image I] [-- ARGS...]``."""
     parser = argparse.ArgumentParser(prog="sunk-launcher", add_help=True)
-    parser.add_argument("--kubeconfig", default=os.environ.get("SUNK_LAUNCHER_KUBECONFIG"))
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument("--kubeconfig", help="kubeconfig of the launcher's identity")
+    auth.add_argument("--token-dir", type=Path,
+                      help="folder with a ServiceAccount token (`token`, `ca.crt`), re-read when it rotates")
+    parser.add_argument("--server", help=f"API server for --token-dir (default {IN_CLUSTER_SERVER})")
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--cluster", default=os.environ.get("SLURM_CLUSTER_NAME", "slurm"))
     parser.add_argument("--default-image", default=None)
@@ -636,19 +689,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts, script_args = parser.parse_args(args[:cut]), args[cut + 1:]
     else:
         opts, script_args = parser.parse_known_args(args)
+    if opts.kubeconfig is None and opts.token_dir is None:
+        opts.kubeconfig = os.environ.get("SUNK_LAUNCHER_KUBECONFIG")
+        if not opts.kubeconfig:
+            parser.error("give --kubeconfig FILE or --token-dir DIR: the launcher needs an identity "
+                         "to create SlurmJob objects")
+    if opts.server is not None and opts.token_dir is None:
+        parser.error("--server goes with --token-dir (a kubeconfig names its own server)")
     env = dict(os.environ)
     job_id = env.get("SLURM_JOB_ID", "?")
     script = sys.stdin.read()
     try:
         body = build_slurmjob(env, script, script_args, cluster=opts.cluster, namespace=opts.namespace,
                               default_image=opts.default_image, cwd=os.getcwd())
+        cfg = (token_configuration(opts.token_dir, opts.server or IN_CLUSTER_SERVER)
+               if opts.token_dir is not None else None)
     except LaunchError as exc:
         print(f"sunk-launcher: job {job_id}: {exc}", file=sys.stderr)
         _annotate(job_id, str(exc))
         return 1
     from kubernetes import client, config
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=opts.kubeconfig, client_configuration=cfg)
+    if cfg is None:
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=opts.kubeconfig, client_configuration=cfg)
     api = client.ApiClient(cfg)
     separate = _separate_error()
     launcher = Launcher(api, opts.namespace, body, sys.stdout.buffer, sys.stderr.buffer, separate)

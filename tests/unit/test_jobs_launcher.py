@@ -1,16 +1,21 @@
-"""The launcher's pure parts: Slurm filename patterns, the allocation from Slurm's environment, names."""
+"""The launcher's pure parts: Slurm filename patterns, the allocation from Slurm's environment, names,
+the API configuration from a ServiceAccount token folder."""
 
 from __future__ import annotations
 
 import io
 import os
 import pwd
+import re
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sunkbridge.jobs.launcher import (
+    IN_CLUSTER_SERVER,
     LaunchError,
     LogCopy,
     Mount,
@@ -19,11 +24,14 @@ from sunkbridge.jobs.launcher import (
     expand_counts,
     expand_hostlist,
     expand_pattern,
+    main,
     normalise_image,
     parse_log_line,
     parse_mounts,
+    read_token,
     sanitise_name,
     slurmjob_name,
+    token_configuration,
 )
 from sunkbridge.sbatch.hostlist import compress_hostlist
 from sunkbridge.sbatch.hostlist import expand_hostlist as sbatch_expand
@@ -162,3 +170,92 @@ def test_bad_input_fails_with_a_reason() -> None:
     with pytest.raises(LaunchError, match="container-workdir"):
         build_slurmjob(_env(SLURM_SPANK__SLURM_SPANK_OPTION_pyxis_container_workdir="rel"), "", [],
                        cluster="c", namespace="n", default_image="i", cwd="/")
+
+
+def _token_dir(folder: Path, token: str = "first-token") -> Path:
+    folder.mkdir()
+    (folder / "token").write_text(token + "\n")
+    (folder / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    return folder
+
+
+def test_token_folder_gives_a_bearer_configuration_that_follows_rotation(tmp_path: Path) -> None:
+    folder = _token_dir(tmp_path / "launcher")
+    cfg = token_configuration(folder)
+    assert cfg.host == IN_CLUSTER_SERVER == "https://kubernetes.default.svc"
+    assert cfg.ssl_ca_cert == str(folder / "ca.crt")
+    assert cfg.auth_settings()["BearerToken"]["value"] == "Bearer first-token"
+    # The kubelet rotates a projected token by swapping the file under a new name.
+    (folder / "token.new").write_text("second-token")
+    (folder / "token.new").replace(folder / "token")
+    assert cfg.auth_settings()["BearerToken"]["value"] == "Bearer second-token"
+    (folder / "token").unlink()  # a failed re-read keeps the token in hand
+    assert cfg.auth_settings()["BearerToken"]["value"] == "Bearer second-token"
+    assert token_configuration(_token_dir(tmp_path / "b"), "https://10.0.0.1:6443").host == "https://10.0.0.1:6443"
+
+
+def test_a_missing_or_unusable_token_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "none" / "token"
+    with pytest.raises(LaunchError, match=re.escape(f"cannot read the launcher's token {missing} (No such file")):
+        read_token(missing)
+    (tmp_path / "dir" / "token").mkdir(parents=True)
+    with pytest.raises(LaunchError, match=r"Is a directory.*must mount the launcher's ServiceAccount token"):
+        token_configuration(tmp_path / "dir")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "token").write_text("\n")
+    with pytest.raises(LaunchError, match="is empty"):
+        read_token(tmp_path / "empty" / "token")
+    folder = _token_dir(tmp_path / "noca")
+    (folder / "ca.crt").unlink()
+    with pytest.raises(LaunchError, match=re.escape(f"no CA certificate at {folder / 'ca.crt'}")):
+        token_configuration(folder)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid in a child process needs root")
+def test_a_root_only_token_tells_a_job_user_that_only_root_can_submit() -> None:
+    """The kubelet's token is mode 0400, owned by root; a job of another user gets EACCES for real."""
+    with tempfile.TemporaryDirectory() as top:  # pytest's tmp_path sits below a folder only root may enter
+        Path(top).chmod(0o755)
+        token = _token_dir(Path(top) / "launcher") / "token"
+        token.chmod(0o400)
+        message = _read_token_as_nobody(token)
+    assert message == (f"cannot read the launcher's token {token} as uid 65534: pod-group jobs of this "
+                       "cluster can only be submitted by root until the controller verifies job owners")
+
+
+def _read_token_as_nobody(token: Path) -> str:
+    """What read_token says in a child process that dropped to uid/gid 65534."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child drops to nobody, as slurmd does for a job's user
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            try:
+                answer = "read " + read_token(token)
+            except LaunchError as exc:
+                answer = str(exc)
+            os.write(write, answer.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    return message
+
+
+def test_the_launcher_needs_exactly_one_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("SUNK_LAUNCHER_KUBECONFIG", raising=False)
+    for argv, reason in [
+        ([], "give --kubeconfig FILE or --token-dir DIR"),
+        (["--kubeconfig", "k", "--token-dir", str(tmp_path), "--"], "not allowed with argument"),
+        (["--kubeconfig", "k", "--server", "https://x", "--"], "--server goes with --token-dir"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        assert reason in capsys.readouterr().err
