@@ -34,6 +34,21 @@ class SharedVolume:
     claim: str | None = None
     read_only: bool = False
 
+    FORMAT = "NAME=/MOUNT/PATH[:hostPath=/HOST/PATH | :claim=CLAIM]"
+
+    @classmethod
+    def parse(cls, text: str) -> SharedVolume:
+        """`NAME=/PATH` (the host folder at the same path), `...:hostPath=/SRC` or `...:claim=CLAIM`."""
+        name, sep, rest = text.partition("=")
+        path, _, source = rest.partition(":")
+        kind, _, origin = source.partition("=")
+        valid_source = not source or (bool(origin) and (kind == "claim" or (kind == "hostPath"
+                                                                             and origin.startswith("/"))))
+        if not sep or not name or not path.startswith("/") or not valid_source:
+            raise ValueError(f"{text!r} is not {cls.FORMAT}, e.g. shared=/dev/shm/jobs")
+        return cls(name, path, host_path=origin if kind == "hostPath" else None,
+                   claim=origin if kind == "claim" else None)
+
     def volume(self) -> dict[str, Any]:
         if self.claim:
             return {"name": self.name, "persistentVolumeClaim": {"claimName": self.claim}}

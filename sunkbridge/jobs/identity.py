@@ -13,30 +13,46 @@ from sunkbridge.jobs.launcher import GROUP, PLURAL
 
 LAUNCHER_SA = "sunk-launcher"
 
+LAUNCHER_RULES: tuple[dict[str, list[str]], ...] = (
+    {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["create", "get", "list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+)
+"""The launcher: SlurmJobs create/get/list/watch/delete, pods' logs get. Nothing else, one namespace."""
+
+CONTROLLER_RULES: tuple[dict[str, list[str]], ...] = (
+    {"apiGroups": [GROUP], "resources": [PLURAL, f"{PLURAL}/status"],
+     "verbs": ["get", "list", "watch", "patch", "update", "delete"]},
+    {"apiGroups": [""], "resources": ["pods", "services", "secrets", "configmaps"],
+     "verbs": ["get", "list", "watch", "create", "delete", "patch"]},
+)
+"""What the SlurmJob controller needs in its namespace."""
+
+NODE_READER_RULES: tuple[dict[str, list[str]], ...] = (
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+)
+"""The one cluster-wide right of the SlurmJob controller: read nodes, to check a job's pods fit them."""
+
+
+def _rules(rules: tuple[dict[str, list[str]], ...]) -> list[dict[str, list[str]]]:
+    return [{k: list(v) for k, v in rule.items()} for rule in rules]
+
 
 def launcher_role(namespace: str, name: str = LAUNCHER_SA) -> dict[str, Any]:
-    """SlurmJobs: create/get/list/watch/delete; pods' logs: get. Nothing else, one namespace."""
+    """The launcher's Role in `namespace`."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": name, "namespace": namespace},
-            "rules": [{"apiGroups": [GROUP], "resources": [PLURAL],
-                       "verbs": ["create", "get", "list", "watch", "delete"]},
-                      {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]}
+            "metadata": {"name": name, "namespace": namespace}, "rules": _rules(LAUNCHER_RULES)}
 
 
 def controller_role(namespace: str, name: str = "sunk-jobs-controller") -> dict[str, Any]:
-    """What the SlurmJob controller needs in its namespace."""
+    """The SlurmJob controller's Role in `namespace`."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": name, "namespace": namespace},
-            "rules": [{"apiGroups": [GROUP], "resources": [PLURAL, f"{PLURAL}/status"],
-                       "verbs": ["get", "list", "watch", "patch", "update", "delete"]},
-                      {"apiGroups": [""], "resources": ["pods", "services", "secrets", "configmaps"],
-                       "verbs": ["get", "list", "watch", "create", "delete", "patch"]}]}
+            "metadata": {"name": name, "namespace": namespace}, "rules": _rules(CONTROLLER_RULES)}
 
 
 def controller_node_reader(name: str = "sunk-jobs-controller-nodes") -> dict[str, Any]:
-    """The one cluster-wide right of the SlurmJob controller: read nodes, to check a job's pods fit them."""
+    """The SlurmJob controller's node-reading ClusterRole."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
-            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]}
+            "rules": _rules(NODE_READER_RULES)}
 
 
 def _apply(fn_create: Any, fn_replace: Any, namespace: str, body: dict[str, Any]) -> None:

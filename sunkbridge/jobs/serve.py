@@ -12,15 +12,18 @@ from types import FrameType
 
 from sunkbridge.jobs.builders import BridgeSettings
 from sunkbridge.jobs.controller import Controller, slurm_running_jobs
-from sunkbridge.k8s.client import api_client
+from sunkbridge.k8s.client import api_client, in_cluster_client
 
 READY_LINE = "sunk bridge controller: watching SlurmJobs"
 """Logged once the informers have listed SlurmJobs and pods and the workers run."""
 
 
-def serve(kubeconfig: Path, settings: BridgeSettings, slurm_conf: Path | None,
+def serve(kubeconfig: Path | None, settings: BridgeSettings, slurm_conf: Path | None,
           say: Callable[[str], None]) -> None:
-    """Run the controller until SIGTERM/SIGINT; with `slurm_conf`, collect pods of jobs Slurm no longer runs."""
+    """Run the controller until SIGTERM/SIGINT; with `slurm_conf`, collect pods of jobs Slurm no longer runs.
+
+    Without `kubeconfig` it uses the pod's ServiceAccount.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
     env["SLURM_CONF"] = str(slurm_conf)
@@ -35,7 +38,8 @@ def serve(kubeconfig: Path, settings: BridgeSettings, slurm_conf: Path | None,
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    controller = Controller(api_client(kubeconfig), settings,
+    api = api_client(kubeconfig) if kubeconfig is not None else in_cluster_client()
+    controller = Controller(api, settings,
                             slurm_running=slurm_running if slurm_conf is not None else None).start()
     say(f"{READY_LINE} in namespace {settings.namespace}")
     stop.wait()

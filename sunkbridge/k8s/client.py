@@ -15,6 +15,14 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
+def in_cluster_client() -> client.ApiClient:
+    """An ApiClient with the ServiceAccount of the pod this process runs in."""
+    cfg = client.Configuration()
+    config.load_incluster_config(client_configuration=cfg)
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
+
+
 def core_api(kubeconfig: Path) -> client.CoreV1Api:
     """The core/v1 API for `kubeconfig`."""
     return client.CoreV1Api(api_client(kubeconfig))

@@ -5,7 +5,10 @@ functions only say what each object looks like. Names: `<cluster>-slurmctld` (St
 Service; its pod `<cluster>-slurmctld-0` is the SlurmctldHost), `<cluster>-slurmd` (headless Service the
 slurmd pods use as subdomain), `<cluster>-slurmd-<node>` (one slurmd pod per Kubernetes node of a pool),
 `<cluster>-login`, `<cluster>-restapi`, `<cluster>-slurmdbd`, `<cluster>-slurm-conf` (ConfigMap),
-`<cluster>-munge` and `<cluster>-jwt` (Secrets), `<cluster>-busy` (PodDisruptionBudget).
+`<cluster>-munge` and `<cluster>-jwt` (Secrets), `<cluster>-busy` (PodDisruptionBudget); with a podgroup
+pool also `<cluster>-launcher` (ServiceAccount and RoleBinding of the launcher in the slurmd pods),
+`<cluster>-jobs` (ServiceAccount, RoleBinding and Deployment of the SlurmJob controller) and the
+ClusterRoleBinding `sunkbridge-jobs-nodes-<namespace>-<cluster>` (reading nodes).
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ SLURMCTLD_PORT = 6817
 SLURMD_PORT = 6818
 SLURMDBD_PORT = 6819
 RESTD_PORT = 6820
+LAUNCHER_TOKEN_DIR = "/var/run/secrets/sunkbridge/launcher"
+"""Where podgroup slurmd pods hold the launcher's ServiceAccount token (root only) and the cluster's CA."""
+API_SERVER = "https://kubernetes.default.svc"
+LAUNCHER_CLUSTER_ROLE = "sunkbridge-launcher"
+JOBS_CLUSTER_ROLE = "sunkbridge-jobs-controller"
+JOBS_NODES_CLUSTER_ROLE = "sunkbridge-jobs-nodes"
 
 Manifest = dict[str, Any]
 
@@ -119,7 +128,20 @@ def conf_inputs(spec: ClusterSpec, members: Mapping[str, tuple[Member, str]]) ->
                         gpu_device_path=spec.gpu_device_path),
         overrides=dict(spec.overrides),
         accounting_host=f"{spec.name}-slurmdbd" if spec.accounting.enabled else None,
-        launcher_path=spec.launcher_path)
+        launcher_path=launcher_command(spec))
+
+
+def launcher_command(spec: ClusterSpec) -> str:
+    """What job_submit.lua execs for podgroup jobs: the launcher with the pod's token and each pool's image."""
+    argv = [spec.launcher_path, "--token-dir", LAUNCHER_TOKEN_DIR, "--server", API_SERVER,
+            "--namespace", spec.namespace, "--cluster", spec.cluster_name]
+    for pool in spec.podgroup_pools:
+        if pool.default_image:
+            argv += ["--partition-image", f"{pool.partition_name}={pool.default_image}"]
+    for arg in argv:
+        if not re.fullmatch(r"[A-Za-z0-9/._:=@+,-]+", arg):
+            raise ValueError(f"launcher argument {arg!r} has characters job_submit.lua cannot carry")
+    return " ".join(argv) + " --"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -347,7 +369,18 @@ def slurmd_pod(spec: ClusterSpec, uid: str, member: Member) -> Manifest:
     }
     if spec.slurmd_resources.get(pool.name):
         container["resources"] = {k: dict(v) for k, v in spec.slurmd_resources[pool.name].items()}
+    volumes = [_conf_volume(spec), *auth_vols, *shared_vols]
+    identity: Manifest = {"automountServiceAccountToken": False}
+    if pool.mode == "podgroup":
+        # The launcher runs in the batch step here; its token is readable by root only (see README).
+        identity["serviceAccountName"] = launcher_name(spec)
+        volumes.append({"name": "launcher-token", "projected": {"defaultMode": 0o400, "sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}})
+        container["volumeMounts"].append({"name": "launcher-token", "mountPath": LAUNCHER_TOKEN_DIR,
+                                          "readOnly": True})
     pod_spec: Manifest = {
+        **identity,
         "nodeName": member.k8s_node,
         "hostname": member.slurm_name,
         "subdomain": f"{spec.name}-slurmd",
@@ -356,7 +389,7 @@ def slurmd_pod(spec: ClusterSpec, uid: str, member: Member) -> Manifest:
         "tolerations": [*spec.tolerations.get(pool.name, ()),
                         {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}],
         "containers": [container],
-        "volumes": [_conf_volume(spec), *auth_vols, *shared_vols],
+        "volumes": volumes,
     }
     meta["annotations"] = {SLURM_NODE_ANNOTATION: member.slurm_name, POD_HASH_ANNOTATION: pod_hash(pod_spec)}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
@@ -434,3 +467,77 @@ def busy_pdb(spec: ClusterSpec, uid: str, busy: int = 0) -> Manifest:
             "spec": {"minAvailable": busy,
                      "selector": {"matchLabels": {CLUSTER_LABEL: spec.name, COMPONENT_LABEL: "slurmd",
                                                   BUSY_LABEL: "true"}}}}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The job bridge of podgroup pools: the launcher's identity, the SlurmJob controller
+
+
+def launcher_name(spec: ClusterSpec) -> str:
+    return f"{spec.name}-launcher"
+
+
+def jobs_name(spec: ClusterSpec) -> str:
+    return f"{spec.name}-jobs"
+
+
+def jobs_nodes_binding_name(namespace: str, cluster: str) -> str:
+    return f"{JOBS_NODES_CLUSTER_ROLE}-{namespace}-{cluster}"
+
+
+def _service_account(spec: ClusterSpec, uid: str, name: str, component: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "automountServiceAccountToken": False,
+            "metadata": _meta(spec, name, component, uid)}
+
+
+def _role_binding(spec: ClusterSpec, uid: str, name: str, component: str, cluster_role: str) -> Manifest:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": _meta(spec, name, component, uid),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": spec.namespace}]}
+
+
+def bridge_identities(spec: ClusterSpec, uid: str) -> list[Manifest]:
+    """The launcher's and the SlurmJob controller's ServiceAccounts, bound in the cluster's namespace only."""
+    return [_service_account(spec, uid, launcher_name(spec), "launcher"),
+            _role_binding(spec, uid, launcher_name(spec), "launcher", LAUNCHER_CLUSTER_ROLE),
+            _service_account(spec, uid, jobs_name(spec), "jobs"),
+            _role_binding(spec, uid, jobs_name(spec), "jobs", JOBS_CLUSTER_ROLE)]
+
+
+def jobs_nodes_binding(spec: ClusterSpec) -> Manifest:
+    """The controller's one cluster-wide right, reading nodes. Cluster-scoped, so it cannot be owned by the
+    SlurmCluster: the operator deletes it when the cluster goes (labels name the cluster)."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": jobs_nodes_binding_name(spec.namespace, spec.name),
+                         "labels": {**labels(spec, "jobs"), f"{DOMAIN}/namespace": spec.namespace}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": JOBS_NODES_CLUSTER_ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": jobs_name(spec), "namespace": spec.namespace}]}
+
+
+def _jobs_volume_arg(volume_name: str, mount_path: str, source: Mapping[str, Any]) -> str:
+    if "persistentVolumeClaim" in source:
+        return f"{volume_name}={mount_path}:claim={source['persistentVolumeClaim']['claimName']}"
+    return f"{volume_name}={mount_path}:hostPath={source['hostPath']['path']}"
+
+
+def jobs_controller_deployment(spec: ClusterSpec, uid: str) -> Manifest:
+    """The SlurmJob controller of this cluster's podgroup pools, under its own ServiceAccount, not as root."""
+    args = ["bridge", "controller", "--in-cluster", "--namespace", spec.namespace,
+            "--image-pull-policy", spec.image_pull_policy]
+    for vol in spec.shared_volumes:
+        args += ["--shared-volume", _jobs_volume_arg(f"shared-{vol.name}", vol.mount_path, vol.source)]
+    container: Manifest = {
+        "name": "controller", "image": spec.images["controller"], "imagePullPolicy": spec.image_pull_policy,
+        "args": args,
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "512Mi"}}}
+    body = _deployment(spec, uid, "jobs", 1, container, [])
+    pod = body["spec"]["template"]["spec"]
+    pod.update({"serviceAccountName": jobs_name(spec), "automountServiceAccountToken": True,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                    "seccompProfile": {"type": "RuntimeDefault"}}})
+    del pod["volumes"]
+    return body

@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from sunkbridge.operator.builders import CLUSTER_LABEL, COMPONENT_LABEL
+from sunkbridge.operator.builders import CLUSTER_LABEL, COMPONENT_LABEL, jobs_nodes_binding_name
 from sunkbridge.operator.kube import Kube, load_client
 from sunkbridge.operator.reconcile import reconcile, write_status
 from sunkbridge.operator.spec import GROUP, PLURAL, VERSION
@@ -85,6 +85,12 @@ def spec_changed(name: str, namespace: str, **_: Any) -> None:
     event = _wake.get((namespace, name))
     if event is not None:
         event.set()
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)  # type: ignore[untyped-decorator]
+def cluster_deleted(name: str, namespace: str, **_: Any) -> None:
+    """The one object of a cluster its owner reference cannot take along: the bridge's ClusterRoleBinding."""
+    kube().delete(f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{jobs_nodes_binding_name(namespace, name)}")
 
 
 @kopf.on.event("", "v1", "nodes")  # type: ignore[untyped-decorator]

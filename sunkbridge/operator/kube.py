@@ -25,6 +25,10 @@ _RESOURCES = {
     ("apps/v1", "StatefulSet"): ("/apis/apps/v1", "statefulsets"),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets"),
+    ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("/apis/rbac.authorization.k8s.io/v1",
+                                                             "clusterrolebindings"),
 }
 
 
@@ -92,7 +96,7 @@ class Kube:
     def path_of(manifest: Mapping[str, Any], name: str | None = None) -> str:
         prefix, plural = _RESOURCES[(manifest["apiVersion"], manifest["kind"])]
         meta = manifest["metadata"]
-        base = f"{prefix}/namespaces/{meta['namespace']}/{plural}"
+        base = f"{prefix}/namespaces/{meta['namespace']}/{plural}" if meta.get("namespace") else f"{prefix}/{plural}"
         return f"{base}/{name or meta['name']}"
 
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ Rollout of configuration changes (Slurm 22.05):
     nothing is rolled out and ConfigRendered turns False with Slurm's message.
   * Otherwise the files are replaced in place; partition and option changes apply with `scontrol
     reconfigure`. Node set, node hardware, gres, topology and plugin changes restart slurmctld
-    (`scontrol shutdown slurmctld`: it saves state and the container restarts with it, so queued and
-    running jobs survive), then `scontrol reconfigure` hands the configless slurmd pods the new files.
+    (`scontrol shutdown slurmctld`: it saves state and the image's entrypoint starts it again in the same
+    container, so queued and running jobs survive and the kubelet's restart back-off never applies), then
+    `scontrol reconfigure` hands the configless slurmd pods the new files.
 
 Node removal: a slurmd pod whose Kubernetes node left the pool is drained in Slurm (reason `sunk: ...`),
 deleted only once its node runs no job, and its node leaves slurm.conf after that.
@@ -240,6 +241,8 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
                   f"spec.accounting.database.passwordSecretRef: Secret {spec.accounting.password_secret!r} not "
                   f"found in namespace {ns}")
 
+    _bridge_identities(kube, spec, uid, body, status)
+
     # Pool membership from live nodes.
     nodes = kube.get_json("/api/v1/nodes")["items"]
     members: dict[str, b.Member] = {}
@@ -322,6 +325,11 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     if spec.accounting.enabled:
         kube.apply(b.slurmdbd_deployment(spec, uid))
         kube.apply(b.service(spec, uid, "slurmdbd", b.SLURMDBD_PORT))
+    if spec.podgroup_pools:
+        kube.apply(b.jobs_controller_deployment(spec, uid))
+        ready = any(_ready(p) for p in pods if p["metadata"]["labels"].get(b.COMPONENT_LABEL) == "jobs")
+        conds.set("BridgeReady", ready, "Running" if ready else "NotReady",
+                  f"SlurmJob controller {b.jobs_name(spec)} {'ready' if ready else 'not ready yet'}")
 
     images, configs = _waiting_problems(pods)
     if images:
@@ -370,6 +378,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     wanted = ["ConfigRendered", "ControllerReady", "ImagesAvailable"]
     wanted += ["RestApiReady"] if spec.restapi_replicas else []
     wanted += ["AccountingReady"] if spec.accounting.enabled else []
+    wanted += ["BridgeReady"] if spec.podgroup_pools else []
     all_ok = all(conds.is_true(k) for k in wanted) and all(
         p["ready"] == "True" for p in status["pools"]) and "PodsConfigured" not in conds.items
     conds.set("Ready", all_ok, "Ready" if all_ok else "Progressing",
@@ -378,6 +387,26 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     status["conditions"] = conds.as_list()
     status["reconcileSeconds"] = round(time.monotonic() - started, 3)
     return result
+
+
+def _bridge_identities(kube: Kube, spec: ClusterSpec, uid: str, body: Mapping[str, Any],
+                       status: dict[str, Any]) -> None:
+    """The job bridge's ServiceAccounts and bindings (before any pod names them), while the cluster has a
+    podgroup pool (status `bridge: true`); everything of the bridge is removed once it has none."""
+    if not spec.podgroup_pools:
+        if (body.get("status") or {}).get("bridge"):
+            remove_bridge(kube, spec, uid)
+        return
+    for manifest in [*b.bridge_identities(spec, uid), b.jobs_nodes_binding(spec)]:
+        kube.apply(manifest)
+    status["bridge"] = True
+
+
+def remove_bridge(kube: Kube, spec: ClusterSpec, uid: str) -> None:
+    """Delete what `_bridge` made (the ClusterRoleBinding has no owner to be collected with)."""
+    for manifest in [b.jobs_controller_deployment(spec, uid), *b.bridge_identities(spec, uid),
+                     b.jobs_nodes_binding(spec)]:
+        kube.delete(manifest)
 
 
 def _service_conditions(spec: ClusterSpec, conds: Conditions, pods: list[Mapping[str, Any]]) -> None:

@@ -17,7 +17,7 @@ JOB_PLURAL = "slurmjobs"
 
 DEFAULT_SLURM_LINE = "22.05"
 DEFAULT_LAUNCHER = "/usr/local/libexec/sunk/launcher"
-IMAGE_ROLES = ("slurmctld", "slurmd", "login", "slurmrestd", "slurmdbd")
+IMAGE_ROLES = ("slurmctld", "slurmd", "login", "slurmrestd", "slurmdbd", "controller")
 
 # slurm.conf keys the operator owns: an override of one of these would break the pods' wiring.
 MANAGED_KEYS = frozenset(k.lower() for k in (
@@ -28,6 +28,7 @@ MANAGED_KEYS = frozenset(k.lower() for k in (
     "SlurmctldParameters",
 ))
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_IMAGE = re.compile(r"^[a-z0-9][A-Za-z0-9/._:@+-]*$")
 
 
 class SpecError(ValueError):
@@ -100,6 +101,11 @@ class ClusterSpec:
     @property
     def jwt_secret_name(self) -> str:
         return f"{self.name}-jwt"
+
+    @property
+    def podgroup_pools(self) -> tuple[NodePool, ...]:
+        """Pools whose jobs run as pod groups (the cluster then runs the job bridge)."""
+        return tuple(p for p in self.pools if p.mode == "podgroup")
 
     def pool(self, name: str) -> NodePool:
         for pool in self.pools:
@@ -175,6 +181,9 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
                             "give each pool its own partition")
         seen.add(pool.partition_name)
         check_overrides(pool.partition_options, f"{path}.partitionOptions")
+        if pool.default_image and not _IMAGE.match(pool.default_image):
+            raise SpecError(f"{path}.image", f"{pool.default_image!r} is not an image reference",
+                            "give e.g. registry.example/team/train:1.0")
         if raw.get("default"):
             if default_pool is not None:
                 raise SpecError(f"{path}.default", f"pool {default_pool!r} is already the default")
@@ -209,6 +218,11 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
     shared = tuple(
         SharedVolume(str(v["name"]), str(v["mountPath"]), dict(v.get("source") or {}))
         for v in spec.get("sharedVolumes") or ())
+    if any(p.mode == "podgroup" for p in pools):
+        for i, vol in enumerate(shared):
+            if set(vol.source) - {"hostPath", "persistentVolumeClaim"} or len(vol.source) != 1:
+                raise SpecError(f"spec.sharedVolumes[{i}].source", "pod-group jobs mount shared volumes from a "
+                                "hostPath or a persistentVolumeClaim only", "use one of those two sources")
     return ClusterSpec(
         name=name,
         namespace=namespace,

@@ -12,7 +12,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from sunkbridge.jobs.identity import CONTROLLER_RULES, LAUNCHER_RULES, NODE_READER_RULES
 from sunkbridge.lanes.k8s import KubeLane
+from sunkbridge.operator.builders import JOBS_CLUSTER_ROLE, JOBS_NODES_CLUSTER_ROLE, LAUNCHER_CLUSTER_ROLE
 from sunkbridge.operator.tools import helm, kubectl
 
 pytestmark = pytest.mark.k8s
@@ -33,8 +35,8 @@ def _run(*argv: str | Path) -> str:
 
 def test_kustomize_base_and_sandbox_overlay_build() -> None:
     kinds = sorted(d["kind"] for d in _docs(_run(kubectl(), "kustomize", MANIFESTS)))
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "CustomResourceDefinition",
-                     "Deployment", "Namespace", "ServiceAccount"]
+    assert kinds == ["ClusterRole"] * 4 + ["ClusterRoleBinding", "CustomResourceDefinition",
+                                           "CustomResourceDefinition", "Deployment", "Namespace", "ServiceAccount"]
     sandbox = _docs(_run(kubectl(), "kustomize", MANIFESTS / "overlays" / "sandbox"))
     deployment = next(d for d in sandbox if d["kind"] == "Deployment")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Never"
@@ -42,17 +44,29 @@ def test_kustomize_base_and_sandbox_overlay_build() -> None:
 
 
 def test_rbac_has_no_wildcards() -> None:
-    role = yaml.safe_load((MANIFESTS / "base" / "rbac" / "role.yaml").read_text())
-    for rule in role["rules"]:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
+    roles = [yaml.safe_load((MANIFESTS / "base" / "rbac" / "role.yaml").read_text()),
+             *_docs((MANIFESTS / "base" / "rbac" / "bridge_roles.yaml").read_text())]
+    for role in roles:
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
+
+
+def test_bridge_roles_are_the_job_bridge_rules() -> None:
+    roles = {d["metadata"]["name"]: d["rules"] for d in _docs((MANIFESTS / "base" / "rbac" / "bridge_roles.yaml")
+                                                                .read_text())}
+    assert roles == {LAUNCHER_CLUSTER_ROLE: list(LAUNCHER_RULES), JOBS_CLUSTER_ROLE: list(CONTROLLER_RULES),
+                     JOBS_NODES_CLUSTER_ROLE: list(NODE_READER_RULES)}
 
 
 def test_helm_chart_lints_and_matches_the_base() -> None:
     _run(helm(), "lint", "--strict", CHART)
     rendered = _docs(_run(helm(), "template", "rel", CHART, "--namespace", "ops", "--set", "cluster.enabled=true"))
     by_kind = {d["kind"]: d for d in rendered}
+    roles = {d["metadata"]["name"]: d["rules"] for d in rendered if d["kind"] == "ClusterRole"}
     base_role = yaml.safe_load((MANIFESTS / "base" / "rbac" / "role.yaml").read_text())
-    assert by_kind["ClusterRole"]["rules"] == base_role["rules"]
+    assert roles.pop("rel-operator") == base_role["rules"]
+    assert roles == {d["metadata"]["name"]: d["rules"]
+                     for d in _docs((MANIFESTS / "base" / "rbac" / "bridge_roles.yaml").read_text())}
     assert by_kind["Deployment"]["metadata"]["namespace"] == "ops"
     assert by_kind["SlurmCluster"]["spec"]["pools"][0]["name"] == "gpu"
     for crd in (MANIFESTS / "base" / "crds").iterdir():

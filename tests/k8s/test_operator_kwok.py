@@ -24,7 +24,8 @@ from sunkbridge.operator.tools import kubectl
 
 pytestmark = pytest.mark.k8s
 
-CRDS = Path(__file__).resolve().parents[2] / "manifests" / "base" / "crds"
+BASE = Path(__file__).resolve().parents[2] / "manifests" / "base"
+CRDS = BASE / "crds"
 NS = "default"
 
 
@@ -102,6 +103,66 @@ def test_pool_nodes_become_slurmd_pods_and_slurm_conf(kube: Kube, make_cluster: 
         assert kube.get_or_none(f"/apis/apps/v1/namespaces/{NS}/{kind}/{name}") is not None
     assert kube.get_or_none(f"/api/v1/namespaces/{NS}/secrets/gpu-munge") is not None
     assert kube.get_or_none(f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/gpu-busy") is not None
+
+
+@pytest.fixture(scope="module")
+def operator_identity(kube_lane: KubeLane, kube_client: client.ApiClient) -> Kube:
+    """The operator as its packaged ServiceAccount sees the API: the manifests' RBAC, a real token."""
+    for part in ("operator/namespace.yaml", "rbac/service_account.yaml", "rbac/role.yaml", "rbac/role_binding.yaml",
+                 "rbac/bridge_roles.yaml"):
+        subprocess.run([str(kubectl()), "--kubeconfig", str(kube_lane.kubeconfig), "apply", "-f", str(BASE / part)],
+                       check=True, capture_output=True)
+    token = client.CoreV1Api(kube_client).create_namespaced_service_account_token(
+        "sunkbridge-operator", "sunkbridge-system", {"spec": {"expirationSeconds": 3600}}).status.token
+    cfg = client.Configuration()
+    cfg.host, cfg.ssl_ca_cert = kube_client.configuration.host, kube_client.configuration.ssl_ca_cert
+    cfg.api_key, cfg.api_key_prefix = {"authorization": token}, {"authorization": "Bearer"}
+    return Kube(client.ApiClient(cfg))
+
+
+def _can(kube_lane: KubeLane, account: str, *request: str) -> bool:
+    proc = subprocess.run([str(kubectl()), "--kubeconfig", str(kube_lane.kubeconfig), "auth", "can-i",
+                           f"--as=system:serviceaccount:{NS}:{account}", *request], capture_output=True, text=True)
+    return proc.stdout.strip() == "yes"
+
+
+def test_podgroup_pool_gets_the_job_bridge_under_the_operators_own_rbac(
+        kube_lane: KubeLane, kube: Kube, operator_identity: Kube, make_cluster: Any) -> None:
+    make_cluster(_cluster("pg", [{"name": "cpu", "mode": "podgroup", "image": "local/job:1",
+                                  "nodeSelector": {"sunkbridge.io/pool": "cpu"}}]))
+    for _ in range(3):  # every write of these passes is made with the operator's own token
+        body = operator_identity.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "pg")
+        result = reconcile(operator_identity, body)
+        write_status(operator_identity, NS, "pg", result.status)
+    assert result.status.get("bridge") is True
+    assert _conds(result.status)["BridgeReady"]["status"] == "False"  # KWOK pods report no readiness
+    deployment = kube.get_json(f"/apis/apps/v1/namespaces/{NS}/deployments/pg-jobs")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "pg-jobs"
+    slurmd = kube.get_json(f"/api/v1/namespaces/{NS}/pods/pg-slurmd-cpu-0001")["spec"]
+    assert slurmd["serviceAccountName"] == "pg-launcher"
+    conf = kube.get_json(f"/api/v1/namespaces/{NS}/configmaps/pg-slurm-conf")["data"]["job_submit.lua"]
+    assert "--partition-image cpu=local/job:1 --" in conf
+
+    assert _can(kube_lane, "pg-launcher", "create", "slurmjobs.sunkbridge.io")
+    assert _can(kube_lane, "pg-launcher", "get", "pods", "--subresource=log")
+    assert not _can(kube_lane, "pg-launcher", "create", "pods")
+    assert not _can(kube_lane, "pg-launcher", "get", "secrets")
+    assert _can(kube_lane, "pg-jobs", "create", "pods")
+    assert _can(kube_lane, "pg-jobs", "patch", "slurmjobs.sunkbridge.io", "--subresource=status")
+    assert _can(kube_lane, "pg-jobs", "list", "nodes")
+    assert not _can(kube_lane, "pg-jobs", "delete", "nodes")
+    assert not _can(kube_lane, "pg-jobs", "create", "pods", "-n", "kube-system")
+    assert not _can(kube_lane, "pg-jobs", "create", "slurmjobs.sunkbridge.io")
+
+    kube.merge_patch(f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/pg", {"spec": {"pools": [
+        {"name": "cpu", "mode": "slurmd", "nodeSelector": {"sunkbridge.io/pool": "cpu"}}]}})
+    body = operator_identity.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "pg")
+    result = reconcile(operator_identity, body)
+    assert "bridge" not in result.status
+    assert kube.get_or_none(f"/apis/apps/v1/namespaces/{NS}/deployments/pg-jobs") is None
+    assert kube.get_or_none("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sunkbridge-jobs-nodes-default-pg") \
+        is None
+    assert not _can(kube_lane, "pg-jobs", "list", "nodes")
 
 
 def test_kubectl_get_shows_ready_and_counts(kube_lane: KubeLane, kube: Kube, make_cluster: Any) -> None:

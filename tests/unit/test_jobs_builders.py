@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from sunkbridge.jobs.builders import (
     LABEL_JOB,
     BridgeSettings,
@@ -130,3 +132,18 @@ def test_a_node_that_does_not_exist_is_named() -> None:
     pod = build_pod(_job(), 0, SETTINGS)
     assert node_unfit(pod, None) == ("Kubernetes node k8s-a does not exist; the Slurm node behind it must be "
                                      "removed or renamed")
+
+
+@pytest.mark.parametrize(("text", "volume"), [
+    ("shared=/dev/shm/jobs", SharedVolume("shared", "/dev/shm/jobs")),
+    ("home=/home:hostPath=/srv/home", SharedVolume("home", "/home", host_path="/srv/home")),
+    ("data=/data:claim=datasets", SharedVolume("data", "/data", claim="datasets")),
+])
+def test_shared_volume_parses_its_command_line_form(text: str, volume: SharedVolume) -> None:
+    assert SharedVolume.parse(text) == volume
+
+
+@pytest.mark.parametrize("text", ["shared", "shared=relative", "x=/a:hostPath=rel", "x=/a:nfs=srv", "x=/a:claim="])
+def test_shared_volume_refuses_other_forms_naming_the_format(text: str) -> None:
+    with pytest.raises(ValueError, match="NAME=/MOUNT/PATH"):
+        SharedVolume.parse(text)

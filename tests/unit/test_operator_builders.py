@@ -99,7 +99,67 @@ def test_conf_inputs_render_pools_as_partitions() -> None:
     files = render_all(b.conf_inputs(spec, members))
     assert "SlurmctldHost=c1-slurmctld-0(c1-slurmctld-0.c1-slurmctld.hpc.svc.cluster.local)" in files["slurm.conf"]
     assert "PartitionName=h100 Nodes=n-1 Default=YES State=UP" in files["slurm.conf"]
-    assert 'local launcher = "/opt/l"' in files["job_submit.lua"]
+    assert ('local launcher = "/opt/l --token-dir /var/run/secrets/sunkbridge/launcher --server '
+            'https://kubernetes.default.svc --namespace hpc --cluster c1 --"') in files["job_submit.lua"]
+
+
+def test_launcher_command_names_each_podgroup_pools_image() -> None:
+    body = _body()
+    body["spec"]["pools"][1]["image"] = "local/job:1"
+    body["spec"]["pools"].append({"name": "pg2", "mode": "podgroup", "nodeSelector": {"pool": "pg2"},
+                                  "image": "registry.example/ml@sha256:0a1b"})
+    command = b.launcher_command(parse_cluster(body))
+    assert command.endswith(" --partition-image pg=local/job:1"
+                            " --partition-image pg2=registry.example/ml@sha256:0a1b --")
+
+
+def test_podgroup_slurmd_pods_hold_the_launcher_token_for_root_only() -> None:
+    spec = parse_cluster(_body())
+    podgroup = b.slurmd_pod(spec, "u", b.member_of(spec, "pg", _node("pg-1", "pg")))["spec"]
+    assert podgroup["serviceAccountName"] == "c1-launcher"
+    assert podgroup["automountServiceAccountToken"] is False
+    token = next(v for v in podgroup["volumes"] if v["name"] == "launcher-token")["projected"]
+    assert token["defaultMode"] == 0o400
+    assert [next(iter(source)) for source in token["sources"]] == ["serviceAccountToken", "configMap"]
+    mounts = podgroup["containers"][0]["volumeMounts"]
+    assert {"name": "launcher-token", "mountPath": b.LAUNCHER_TOKEN_DIR, "readOnly": True} in mounts
+    plain = b.slurmd_pod(spec, "u", b.member_of(spec, "h100", _node("n-1", "h100")))["spec"]
+    assert plain["automountServiceAccountToken"] is False and "serviceAccountName" not in plain
+    assert all(v["name"] != "launcher-token" for v in plain["volumes"])
+
+
+def test_bridge_objects_bind_the_packaged_roles_in_the_cluster_namespace() -> None:
+    body = _body(sharedVolumes=[{"name": "home", "mountPath": "/home", "source": {"hostPath": {"path": "/srv/home"}}},
+                                {"name": "data", "mountPath": "/data",
+                                 "source": {"persistentVolumeClaim": {"claimName": "datasets"}}}])
+    spec = parse_cluster(body)
+    identities = b.bridge_identities(spec, "u")
+    bindings = {m["metadata"]["name"]: m for m in identities if m["kind"] == "RoleBinding"}
+    assert {n: m["roleRef"]["name"] for n, m in bindings.items()} == {
+        "c1-launcher": b.LAUNCHER_CLUSTER_ROLE, "c1-jobs": b.JOBS_CLUSTER_ROLE}
+    assert all(m["metadata"]["namespace"] == "hpc" for m in identities)
+    nodes = b.jobs_nodes_binding(spec)
+    assert nodes["metadata"]["name"] == "sunkbridge-jobs-nodes-hpc-c1" and "namespace" not in nodes["metadata"]
+    assert nodes["subjects"] == [{"kind": "ServiceAccount", "name": "c1-jobs", "namespace": "hpc"}]
+    deployment = b.jobs_controller_deployment(spec, "u")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "c1-jobs" and pod["securityContext"]["runAsNonRoot"] is True
+    args = pod["containers"][0]["args"]
+    assert args[:4] == ["bridge", "controller", "--in-cluster", "--namespace"]
+    assert "shared-home=/home:hostPath=/srv/home" in args and "shared-data=/data:claim=datasets" in args
+    assert pod["containers"][0]["image"] == "local/sunk-controller:22.05"
+
+
+@pytest.mark.parametrize(("spec", "field"), [
+    ({"sharedVolumes": [{"name": "n", "mountPath": "/n", "source": {"nfs": {"server": "s", "path": "/"}}}]},
+     "spec.sharedVolumes[0].source"),
+    ({"pools": [{"name": "pg", "mode": "podgroup", "nodeSelector": {"a": "1"}, "image": "img; rm -rf /"}]},
+     "spec.pools[0].image"),
+])
+def test_podgroup_clusters_refuse_what_job_pods_cannot_mount(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_cluster(_body(**spec))
+    assert str(err.value).startswith(field)
 
 
 def test_busy_pdb_selects_busy_slurmd_pods() -> None:
