@@ -50,6 +50,7 @@ IMAGE_NAMES = ("base", "slurmctld", "slurmd", "login", "slurmrestd", "slurmdbd",
 """Every image of a line, in build order (`base` is the shared Slurm layer the daemons start from)."""
 
 _SOURCE_IMAGES = frozenset({"login", "controller"})  # get this repository's Python source in src/
+_LAUNCHER_IMAGES = frozenset({"slurmd"})  # get the pod-group launcher (a standalone file) as launcher.py
 _DEBIAN_IMAGES = frozenset({"base", "controller"})  # start FROM local/debian:<suite>
 
 Progress = Callable[[str], None]
@@ -433,6 +434,16 @@ def _copy_sources(dest: Path) -> None:
         shutil.copytree(src, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
 
 
+def _copy_launcher(dest: Path) -> None:
+    """The pod-group launcher into dest/launcher.py, readable by every job's user."""
+    src = repo_root() / "sunkbridge" / "jobs" / "launcher.py"
+    if not src.is_file():
+        raise ImageBuildError("slurmd", "staging the launcher", f"no launcher at {src}",
+                              "run from a source checkout of sunkbridge")
+    shutil.copyfile(src, dest / "launcher.py")
+    (dest / "launcher.py").chmod(0o644)
+
+
 def kopf_wheel(on_step: Progress = _quiet) -> Path:
     """kopf's wheel from PyPI (cached): the controller image's only non-Debian Python package."""
     folder = cache_root() / "wheels"
@@ -453,16 +464,19 @@ def kopf_wheel(on_step: Progress = _quiet) -> Path:
 
 
 def stage_context(name: str, on_step: Progress = _quiet) -> Path:
-    """The build context of image `name`: its folder, plus the sources (and wheels) it needs."""
+    """The build context of image `name`: its folder, plus the sources, launcher or wheels it needs."""
     folder = images_dir() / name
     if not (folder / "Dockerfile").is_file():
         raise ImageBuildError(name, "setup", f"no Dockerfile at {folder}", "restore slurm-images/ from git")
-    if name not in _SOURCE_IMAGES:
+    if name not in _SOURCE_IMAGES | _LAUNCHER_IMAGES:
         return folder
     staged = cache_root() / "image-contexts" / name
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(folder, staged)
-    _copy_sources(staged / "src")
+    if name in _SOURCE_IMAGES:
+        _copy_sources(staged / "src")
+    if name in _LAUNCHER_IMAGES:
+        _copy_launcher(staged)
     if name == "controller":
         (staged / "wheels").mkdir()
         wheel = kopf_wheel(on_step)
