@@ -268,6 +268,18 @@ def slurmjob_name(cluster: str, job_id: int, restart: int) -> str:
     return f"{base}-r{restart}" if restart else base
 
 
+def partition_default_image(env: Mapping[str, str], partition_images: Sequence[str],
+                            fallback: str | None) -> str | None:
+    """The default image of the job's partition from ``PART=IMAGE`` pairs, else `fallback`."""
+    images: dict[str, str] = {}
+    for pair in partition_images:
+        part, sep, image = pair.partition("=")
+        if not sep or not part or not image:
+            raise LaunchError(f"--partition-image {pair!r} is not PARTITION=IMAGE")
+        images[part] = image
+    return images.get(env.get("SLURM_JOB_PARTITION", ""), fallback)
+
+
 def build_slurmjob(env: Mapping[str, str], script: str, args: Sequence[str], *, cluster: str, namespace: str,
                    default_image: str | None, cwd: str) -> dict[str, Any]:
     """The SlurmJob object for the batch job described by Slurm's environment `env`."""
@@ -673,7 +685,7 @@ def _annotate(job_id: str, message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``launcher (--kubeconfig F | --token-dir D [--server URL]) [--namespace N] [--cluster C]
-    [--default-image I] [-- ARGS...]``."""
+    [--default-image I] [--partition-image PART=I ...] [-- ARGS...]``."""
     parser = argparse.ArgumentParser(prog="sunk-launcher", add_help=True)
     auth = parser.add_mutually_exclusive_group()
     auth.add_argument("--kubeconfig", help="kubeconfig of the launcher's identity")
@@ -683,6 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--cluster", default=os.environ.get("SLURM_CLUSTER_NAME", "slurm"))
     parser.add_argument("--default-image", default=None)
+    parser.add_argument("--partition-image", action="append", default=[], metavar="PARTITION=IMAGE",
+                        help="the default image of one partition's jobs (repeatable; before --default-image)")
     args = list(sys.argv[1:] if argv is None else argv)
     if "--" in args:  # the rendered launcher ends its own options with "--"; the script's arguments follow
         cut = args.index("--")
@@ -700,8 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     job_id = env.get("SLURM_JOB_ID", "?")
     script = sys.stdin.read()
     try:
+        default_image = partition_default_image(env, opts.partition_image, opts.default_image)
         body = build_slurmjob(env, script, script_args, cluster=opts.cluster, namespace=opts.namespace,
-                              default_image=opts.default_image, cwd=os.getcwd())
+                              default_image=default_image, cwd=os.getcwd())
         cfg = (token_configuration(opts.token_dir, opts.server or IN_CLUSTER_SERVER)
                if opts.token_dir is not None else None)
     except LaunchError as exc:

@@ -28,6 +28,7 @@ from sunkbridge.jobs.launcher import (
     normalise_image,
     parse_log_line,
     parse_mounts,
+    partition_default_image,
     read_token,
     sanitise_name,
     slurmjob_name,
@@ -259,3 +260,12 @@ def test_the_launcher_needs_exactly_one_identity(tmp_path: Path, monkeypatch: py
             main(argv)
         assert exit_.value.code == 2
         assert reason in capsys.readouterr().err
+
+
+def test_partition_image_picks_the_default_image_of_the_jobs_partition() -> None:
+    pairs = ["gpu=registry.example/train:1", "cpu=local/job:1"]
+    assert partition_default_image({"SLURM_JOB_PARTITION": "cpu"}, pairs, "fallback:1") == "local/job:1"
+    assert partition_default_image({"SLURM_JOB_PARTITION": "other"}, pairs, "fallback:1") == "fallback:1"
+    assert partition_default_image({}, [], None) is None
+    with pytest.raises(LaunchError, match="'gpu' is not PARTITION=IMAGE"):
+        partition_default_image({"SLURM_JOB_PARTITION": "gpu"}, ["gpu"], None)
