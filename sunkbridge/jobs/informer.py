@@ -13,54 +13,35 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from sunkbridge.k8s.client import send_json
 
 log = logging.getLogger("sunkbridge.jobs")
 MERGE_PATCH = "application/merge-patch+json"
 
 
 class JsonApi:
-    """JSON requests through an ApiClient's urllib3 pool and credentials, without model round trips.
-
-    Only the pool and the configuration are used, which every kubernetes-client generation has alike
-    (Debian's 22.x and PyPI's 3x differ in `ApiClient`'s own calls)."""
+    """JSON requests and watch streams through an ApiClient, without model round trips."""
 
     def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
         self.api = api
         self.timeout = timeout
 
-    def _send(self, method: str, path: str, body: Any, query: Mapping[str, str] | None, content_type: str,
-              timeout: urllib3.Timeout, stream: bool) -> Any:
-        cfg = self.api.configuration
-        headers = {"Accept": "application/json"}
-        bearer = cfg.auth_settings().get("BearerToken")
-        if bearer and bearer.get("value"):
-            headers[bearer["key"]] = bearer["value"]
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type
-            data = json.dumps(body).encode()
-        url = cfg.host + path + (f"?{urlencode(dict(query))}" if query else "")
-        resp = self.api.rest_client.pool_manager.request(method, url, body=data, headers=headers,
-                                                          preload_content=not stream, timeout=timeout)
-        if not 200 <= resp.status <= 299:
-            raise ApiException(status=resp.status, reason=resp.reason, body=resp.data.decode(errors="replace"))
-        return resp
-
     def call(self, method: str, path: str, body: Any = None, query: Mapping[str, str] | None = None,
              content_type: str = "application/json") -> Any:
         """One request; the decoded JSON answer. Non-2xx answers raise ApiException with the status."""
-        resp = self._send(method, path, body, query, content_type, urllib3.Timeout(total=self.timeout), False)
+        resp = send_json(self.api, method, path, body=body, query=query, content_type=content_type,
+                         timeout=urllib3.Timeout(total=self.timeout))
         return json.loads(resp.data) if resp.data else None
 
     def open_stream(self, path: str, query: Mapping[str, str], read_timeout: float) -> Any:
         """Start a streaming GET (a watch); the raw urllib3 response, to be read line by line."""
-        return self._send("GET", path, None, query, "application/json",
-                          urllib3.Timeout(connect=self.timeout, read=read_timeout), True)
+        return send_json(self.api, "GET", path, query=query,
+                         timeout=urllib3.Timeout(connect=self.timeout, read=read_timeout), stream=True)
 
 
 def name_of(obj: Mapping[str, Any]) -> str:

@@ -8,11 +8,12 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
+
+from sunkbridge.k8s.client import api_client, in_cluster_client, send_json
 
 FIELD_MANAGER = "sunkbridge-operator"
 
@@ -34,14 +35,8 @@ _RESOURCES = {
 
 def load_client(kubeconfig: Path | str | None = None) -> client.ApiClient:
     """An ApiClient from `kubeconfig`, $KUBECONFIG, or the pod's service account."""
-    cfg = client.Configuration()
     path = kubeconfig or os.environ.get("KUBECONFIG")
-    if path:
-        config.load_kube_config(config_file=str(path), client_configuration=cfg)
-    else:
-        config.load_incluster_config(client_configuration=cfg)
-    cfg.connection_pool_maxsize = 32
-    return client.ApiClient(cfg)
+    return api_client(Path(path)) if path else in_cluster_client()
 
 
 class Kube:
@@ -57,27 +52,8 @@ class Kube:
 
     def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                 body: Any = None, content_type: str = "application/json") -> Any:
-        """One API call; returns the decoded JSON answer. Raises ApiException on an error status.
-
-        Goes through the client's urllib3 pool with the configuration's credentials, which every
-        kubernetes-client generation has alike (Debian's 22.x and PyPI's 3x differ in `ApiClient`'s calls).
-        """
-        cfg = self.api.configuration
-        headers = {"Accept": "application/json"}
-        bearer = cfg.auth_settings().get("BearerToken")
-        if bearer and bearer.get("value"):
-            headers[bearer["key"]] = bearer["value"]
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        url = cfg.host + path + (f"?{urlencode(dict(query))}" if query else "")
-        resp = self.api.rest_client.pool_manager.request(method, url, body=data, headers=headers,
-                                                          preload_content=True, timeout=120)
-        if not 200 <= resp.status <= 299:
-            exc = ApiException(status=resp.status, reason=resp.reason)
-            exc.body, exc.headers = resp.data, resp.headers
-            raise exc
+        """One API call; returns the decoded JSON answer. Raises ApiException on an error status."""
+        resp = send_json(self.api, method, path, body=body, query=query, content_type=content_type, timeout=120)
         return json.loads(resp.data) if resp.data else None
 
     def get_json(self, path: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
