@@ -128,3 +128,33 @@ sunk_exec_as() {
     fi
     exec setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"
 }
+
+# Run "$@" as USER in the foreground, and start it again each time it exits with status 0 while the
+# container was not asked to stop. `scontrol shutdown` (how the operator applies a change that needs a
+# restart) then restarts the daemon in place with the configuration files as they are now; a container
+# exit would instead be delayed by the kubelet's back-off, longer after each restart. SIGTERM and SIGINT
+# are passed on and end the loop, as does a daemon that fails; the function returns the daemon's status.
+sunk_supervise_as() {
+    local user="$1" child=0 status=0 stopping=0
+    shift
+    trap 'stopping=1; [ "$child" = 0 ] || kill -TERM "$child" 2>/dev/null' TERM INT
+    while :; do
+        if [ "$user" = root ]; then
+            "$@" &
+        else
+            setpriv --reuid="$user" --regid="$user" --init-groups -- "$@" &
+        fi
+        child=$!
+        status=0
+        wait "$child" || status=$?
+        while kill -0 "$child" 2>/dev/null; do  # wait was cut short by a signal: wait for the exit itself
+            status=0
+            wait "$child" || status=$?
+        done
+        child=0
+        if [ "$stopping" = 1 ] || [ "$status" != 0 ]; then
+            return "$status"
+        fi
+        sunk_log "$(basename "$1") stopped on request; starting it again with the current configuration"
+    done
+}

@@ -1,6 +1,7 @@
 #!/bin/bash
-# slurmctld: install the munge key, start munged, prepare StateSaveLocation, then exec slurmctld as
-# SlurmUser in the foreground. Extra arguments go to slurmctld (e.g. -vvv).
+# slurmctld: install the munge key, start munged, prepare StateSaveLocation, then run slurmctld as
+# SlurmUser in the foreground, started again in place after `scontrol shutdown` (see sunk_supervise_as).
+# Extra arguments go to slurmctld (e.g. -vvv).
 . /usr/local/lib/sunk/sunk-lib.sh
 
 sunk_require_conf
@@ -17,4 +18,5 @@ logfile="$(sunk_conf_value SlurmctldLogFile)"
 [ -z "$logfile" ] || install -d -o "$user" -g "$user" -m 0755 "$(dirname "$logfile")"
 
 sunk_log "Slurm $(sunk_slurm_version): slurmctld as $user, state in $state"
-sunk_exec_as "$user" /usr/sbin/slurmctld -D "$@"
+sunk_supervise_as "$user" /usr/sbin/slurmctld -D "$@"
+exit $?
