@@ -36,8 +36,10 @@ def _shared_volume(_ctx: click.Context, _param: click.Parameter, values: tuple[s
 @click.option("--image-pull-policy", default="IfNotPresent", show_default=True,
               type=click.Choice(["Always", "IfNotPresent", "Never"]),
               help="Never when images are loaded into the nodes without a registry.")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file that exists while the controller is synced and working (for a readiness probe).")
 def controller(kubeconfig: Path | None, in_cluster: bool, namespace: str, slurm_conf: Path | None,
-               shared_volumes: list[Any], image_pull_policy: str) -> None:
+               shared_volumes: list[Any], image_pull_policy: str, ready_file: Path | None) -> None:
     """Run the SlurmJob controller in the foreground until SIGTERM or SIGINT."""
     from sunkbridge.jobs.builders import BridgeSettings
     from sunkbridge.jobs.serve import serve
@@ -47,7 +49,7 @@ def controller(kubeconfig: Path | None, in_cluster: bool, namespace: str, slurm_
     settings = BridgeSettings(namespace=namespace, image_pull_policy=image_pull_policy,
                               shared_volumes=tuple(shared_volumes))
     try:
-        serve(kubeconfig, settings, slurm_conf, lambda line: click.echo(line, err=True))
+        serve(kubeconfig, settings, slurm_conf, lambda line: click.echo(line, err=True), ready_file)
     except TimeoutError as exc:
         click.echo(f"sunk bridge controller: error: {exc}", err=True)
         sys.exit(1)

@@ -19,10 +19,11 @@ READY_LINE = "sunk bridge controller: watching SlurmJobs"
 
 
 def serve(kubeconfig: Path | None, settings: BridgeSettings, slurm_conf: Path | None,
-          say: Callable[[str], None]) -> None:
+          say: Callable[[str], None], ready_file: Path | None = None) -> None:
     """Run the controller until SIGTERM/SIGINT; with `slurm_conf`, collect pods of jobs Slurm no longer runs.
 
-    Without `kubeconfig` it uses the pod's ServiceAccount.
+    Without `kubeconfig` it uses the pod's ServiceAccount; `ready_file` exists while the informers are
+    synced and the workers run (a readiness probe's test).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
@@ -42,6 +43,10 @@ def serve(kubeconfig: Path | None, settings: BridgeSettings, slurm_conf: Path | 
     controller = Controller(api, settings,
                             slurm_running=slurm_running if slurm_conf is not None else None).start()
     say(f"{READY_LINE} in namespace {settings.namespace}")
+    if ready_file is not None:
+        ready_file.write_text("ready\n")
     stop.wait()
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)
     controller.stop()
     say("sunk bridge controller: stopped")

@@ -47,6 +47,10 @@ class KubeLaneConfig:
     api_port: int = 6443
     etcd_port: int = 2379
     etcd_peer_port: int = 2380
+    pod_api_ip: str | None = None
+    """A host address where pods of real nodes reach the kube-apiserver (e.g. a site's DNS address on the
+    loopback device): the apiserver then listens on every address, and its certificate names this one too.
+    Without it the apiserver listens on 127.0.0.1 only, out of pods' reach (the lane runs no kube-proxy)."""
 
 
 @dataclass
@@ -143,7 +147,7 @@ class KubeLane:
         pki.issue(ca, d, "apiserver", "kube-apiserver", server=True, client=False,
                   dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                              "kubernetes.default.svc.cluster.local"),
-                  ip_addresses=("127.0.0.1", "10.96.0.1"))
+                  ip_addresses=("127.0.0.1", "10.96.0.1", *filter(None, [self.config.pod_api_ip])))
         pki.service_account_key(d)
         identities = {
             "admin": ("sunk-admin", "system:masters"),
@@ -188,7 +192,8 @@ class KubeLane:
         daemon = self._daemon("kube-apiserver", [
             str(binaries.KUBERNETES.path("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{c.etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={c.api_port}",
+            f"--bind-address={'0.0.0.0' if c.pod_api_ip else '127.0.0.1'}", "--advertise-address=127.0.0.1",
+            f"--secure-port={c.api_port}",
             f"--tls-cert-file={d / 'apiserver.crt'}", f"--tls-private-key-file={d / 'apiserver.key'}",
             f"--client-ca-file={d / 'ca.crt'}",
             f"--service-account-key-file={d / 'sa.key'}", f"--service-account-signing-key-file={d / 'sa.key'}",

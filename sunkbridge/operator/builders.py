@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sunkbridge.cluster import DOMAIN
-from sunkbridge.operator.spec import GROUP, KIND, VERSION, ClusterSpec
+from sunkbridge.operator.spec import DEFAULT_API_SERVER, GROUP, KIND, VERSION, ClusterSpec
 from sunkbridge.slurm.conf import ConfInputs, ConfPaths, Partition, SlurmNode
 
 CLUSTER_LABEL = f"{DOMAIN}/cluster"
@@ -40,7 +40,6 @@ SLURMDBD_PORT = 6819
 RESTD_PORT = 6820
 LAUNCHER_TOKEN_DIR = "/var/run/secrets/sunkbridge/launcher"
 """Where podgroup slurmd pods hold the launcher's ServiceAccount token (root only) and the cluster's CA."""
-API_SERVER = "https://kubernetes.default.svc"
 LAUNCHER_CLUSTER_ROLE = "sunkbridge-launcher"
 JOBS_CLUSTER_ROLE = "sunkbridge-jobs-controller"
 JOBS_NODES_CLUSTER_ROLE = "sunkbridge-jobs-nodes"
@@ -100,8 +99,13 @@ def member_of(spec: ClusterSpec, pool_name: str, node: Mapping[str, Any]) -> Mem
     meta, status = node.get("metadata") or {}, node.get("status") or {}
     labels: Mapping[str, str] = meta.get("labels") or {}
     alloc: Mapping[str, str] = status.get("allocatable") or status.get("capacity") or {}
-    cpus = max(1, int(quantity(alloc.get("cpu", "1"))))
-    memory_mb = max(1, int(quantity(alloc.get("memory", "1Mi")) // 2**20))
+    cpu, memory = quantity(alloc.get("cpu", "1")), quantity(alloc.get("memory", "1Mi"))
+    if pool.mode == "podgroup":  # job pods share the node with the slurmd agent: what it asks is not theirs
+        asked = spec.slurmd_resources.get(pool.name, {}).get("requests", {})
+        cpu -= quantity(asked.get("cpu", "0"))
+        memory -= quantity(asked.get("memory", "0"))
+    cpus = max(1, int(cpu))
+    memory_mb = max(1, int(memory // 2**20))
     gpus = int(quantity(alloc.get(pool.gpu_resource, "0")))
     if not gpus and labels.get("nvidia.com/gpu.count", "").isdigit():
         gpus = int(labels["nvidia.com/gpu.count"])
@@ -133,7 +137,7 @@ def conf_inputs(spec: ClusterSpec, members: Mapping[str, tuple[Member, str]]) ->
 
 def launcher_command(spec: ClusterSpec) -> str:
     """What job_submit.lua execs for podgroup jobs: the launcher with the pod's token and each pool's image."""
-    argv = [spec.launcher_path, "--token-dir", LAUNCHER_TOKEN_DIR, "--server", API_SERVER,
+    argv = [spec.launcher_path, "--token-dir", LAUNCHER_TOKEN_DIR, "--server", spec.api_server,
             "--namespace", spec.namespace, "--cluster", spec.cluster_name]
     for pool in spec.podgroup_pools:
         if pool.default_image:
@@ -525,19 +529,24 @@ def _jobs_volume_arg(volume_name: str, mount_path: str, source: Mapping[str, Any
 def jobs_controller_deployment(spec: ClusterSpec, uid: str) -> Manifest:
     """The SlurmJob controller of this cluster's podgroup pools, under its own ServiceAccount, not as root."""
     args = ["bridge", "controller", "--in-cluster", "--namespace", spec.namespace,
-            "--image-pull-policy", spec.image_pull_policy]
+            "--image-pull-policy", spec.image_pull_policy, "--ready-file", "/run/sunk/ready"]
     for vol in spec.shared_volumes:
         args += ["--shared-volume", _jobs_volume_arg(f"shared-{vol.name}", vol.mount_path, vol.source)]
     container: Manifest = {
         "name": "controller", "image": spec.images["controller"], "imagePullPolicy": spec.image_pull_policy,
         "args": args,
+        "volumeMounts": [{"name": "run", "mountPath": "/run/sunk"}],
+        "readinessProbe": {"exec": {"command": ["test", "-e", "/run/sunk/ready"]}, "periodSeconds": 5},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "512Mi"}}}
-    body = _deployment(spec, uid, "jobs", 1, container, [])
-    pod = body["spec"]["template"]["spec"]
-    pod.update({"serviceAccountName": jobs_name(spec), "automountServiceAccountToken": True,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                    "seccompProfile": {"type": "RuntimeDefault"}}})
-    del pod["volumes"]
+    if spec.api_server != DEFAULT_API_SERVER:  # in-cluster configuration reads the API's address from these
+        host, _, port = spec.api_server.removeprefix("https://").partition(":")
+        container["env"] = [{"name": "KUBERNETES_SERVICE_HOST", "value": host},
+                            {"name": "KUBERNETES_SERVICE_PORT", "value": port or "443"}]
+    body = _deployment(spec, uid, "jobs", 1, container, [{"name": "run", "emptyDir": {"medium": "Memory"}}])
+    body["spec"]["template"]["spec"].update({
+        "serviceAccountName": jobs_name(spec), "automountServiceAccountToken": True,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"}}})
     return body

@@ -17,6 +17,7 @@ JOB_PLURAL = "slurmjobs"
 
 DEFAULT_SLURM_LINE = "22.05"
 DEFAULT_LAUNCHER = "/usr/local/libexec/sunk/launcher"
+DEFAULT_API_SERVER = "https://kubernetes.default.svc"
 IMAGE_ROLES = ("slurmctld", "slurmd", "login", "slurmrestd", "slurmdbd", "controller")
 
 # slurm.conf keys the operator owns: an override of one of these would break the pods' wiring.
@@ -87,6 +88,7 @@ class ClusterSpec:
     accounting: Accounting = field(default_factory=Accounting)
     overrides: Mapping[str, str] = field(default_factory=dict)
     launcher_path: str = DEFAULT_LAUNCHER
+    api_server: str = DEFAULT_API_SERVER
     gpu_device_path: str = "/dev/nvidia"
     shared_volumes: tuple[SharedVolume, ...] = ()
     default_pool: str | None = None
@@ -238,6 +240,7 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         accounting=accounting,
         overrides=overrides,
         launcher_path=str((spec.get("podgroup") or {}).get("launcherPath", DEFAULT_LAUNCHER)),
+        api_server=str((spec.get("podgroup") or {}).get("apiServer", DEFAULT_API_SERVER)),
         gpu_device_path=str(spec.get("gpuDevicePath", "/dev/nvidia")),
         shared_volumes=shared,
         default_pool=default_pool or pools[0].name,

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ import pytest
 from kubernetes import client
 
 from sunkbridge.images.build import build_image, build_slurm_images, image_tag
+from sunkbridge.images.job import ensure_job_image
+from sunkbridge.jobs.builders import LABEL_JOB
 from sunkbridge.k8s.client import api_client
 from sunkbridge.lanes.daemons import LaneError, free_port
 from sunkbridge.lanes.k8s import KubeLane, KubeLaneConfig
@@ -38,6 +41,8 @@ MARIADB_IMAGE = "local/sunk-mariadb:bookworm"
 IMAGES = (*(f"local/sunk-{role}:22.05" for role in ("slurmctld", "slurmd", "login", "slurmrestd", "slurmdbd")),
           MARIADB_IMAGE)
 NODES = ("sunk-op-node-1", "sunk-op-node-2")
+SITE = Site(2, "sunk-op-node-")
+SHARED = Path("/dev/shm/sunk-op-shared")  # /dev is the host's in the node containers: one folder for all pods
 NS = "default"
 STORAGE_CLASS = "sunk-local"
 NAME = "op"
@@ -181,12 +186,12 @@ def _mariadb(e: Env) -> None:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    build_slurm_images("bookworm", ["slurmctld", "slurmd", "login", "slurmrestd", "slurmdbd"])  # cached
+    build_slurm_images("bookworm", ["slurmctld", "slurmd", "login", "slurmrestd", "slurmdbd", "controller"])
     build_image(ROOT / "slurm-images" / "mariadb", MARIADB_IMAGE, name="mariadb")
     base = tmp_path_factory.mktemp("k8s-operator")
     for attempt in range(3):  # a free port can be taken by another lane before the daemon binds it
         lane = KubeLane(KubeLaneConfig(base_dir=base, api_port=free_port(), etcd_port=free_port(),
-                                       etcd_peer_port=free_port()))
+                                       etcd_peer_port=free_port(), pod_api_ip=SITE.dns_ip))
         try:
             lane.start()
             break
@@ -194,10 +199,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             lane.stop()
             if "address already in use" not in str(exc) or attempt == 2:
                 raise
-    nodes = RealNodes(lane, Site(2, "sunk-op-node-"))
+    nodes = RealNodes(lane, SITE)
     e: Env | None = None
     try:
-        nodes.up(2, images=IMAGES)
+        nodes.up(2, images=(*IMAGES, image_tag("controller"), ensure_job_image()))
         api = api_client(lane.kubeconfig)
         e = Env(lane, Kube(api), client.CoreV1Api(api), base / "operator.log", nodes)
         for node in NODES:  # two stand-in GPUs per node, as a device plugin would advertise them
@@ -205,6 +210,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                       '{"status":{"capacity":{"nvidia.com/gpu":"2"},"allocatable":{"nvidia.com/gpu":"2"}}}')
             e.kubectl("label", "node", node, "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", "--overwrite")
         e.kubectl("apply", "--server-side", "-f", str(ROOT / "manifests" / "base" / "crds"))
+        e.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "rbac" / "bridge_roles.yaml"))
         e.kubectl("wait", "--for=condition=Established", "crd/slurmclusters.sunkbridge.io")
         _local_storage(e)
         _mariadb(e)
@@ -504,6 +510,58 @@ def test_node_joining_the_pool_becomes_an_idle_slurm_node(env: Env) -> None:
         raise AssertionError(f"{exc}; Slurm shows: {shown}\n{pods}") from exc
     wait_for("SlurmCluster Ready with 2 nodes", lambda: env.condition("Ready").get("status") == "True"
              and env.cluster()["status"].get("nodes") == 2, timeout=60)
+
+
+def test_podgroup_pool_runs_sbatch_jobs_as_pod_groups(env: Env) -> None:
+    """The pool turns podgroup: slurmd pods become agents with the launcher's token, the operator runs the
+    SlurmJob controller, and a 2-node sbatch job from the login pod runs as one pod per allocated node."""
+    shutil.rmtree(SHARED, ignore_errors=True)
+    SHARED.mkdir(mode=0o777)
+    job_image = ensure_job_image()
+    env.kubectl("patch", "slurmcluster", NAME, "--type=merge", "-p", json.dumps({"spec": {
+        "sharedVolumes": [{"name": "shared", "mountPath": "/shared",
+                           "source": {"hostPath": {"path": str(SHARED), "type": "Directory"}}}],
+        "podgroup": {"apiServer": f"https://{SITE.dns_ip}:{env.lane.config.api_port}"},
+        "pools": [{"name": "real", "default": True, "mode": "podgroup", "image": job_image,
+                   "nodeSelector": {"sunkbridge.io/pool": REAL_POOL}, "partitionOptions": {"MaxTime": "1:00:00"}}]}}))
+
+    def agents_ready() -> bool:
+        pods = env.core.list_namespaced_pod(NS, label_selector="sunkbridge.io/component=slurmd").items
+        return sorted(p.spec.node_name for p in pods if p.spec.service_account_name == f"{NAME}-launcher"
+                      and p.metadata.deletion_timestamp is None and any(
+                          c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])) == list(NODES)
+
+    wait_for("slurmd pods replaced by podgroup agents", agents_ready, timeout=420)
+    wait_for("BridgeReady and Ready", lambda: env.condition("BridgeReady").get("status") == "True"
+             and env.condition("Ready").get("status") == "True", timeout=180)
+    wait_for("login pod with the shared volume", lambda: env.login("test -d /shared && echo yes",
+                                                                    check=False).strip() == "yes", timeout=120)
+    # /var/run/sunk is the job folder the controller mounts into job pods only.
+    script = ('[ -d /var/run/sunk ] && echo "batch in the pod of $(hostname)"; srun hostname | sort; '
+              "while [ ! -e /shared/release-$SLURM_JOB_ID ]; do sleep 1; done")
+    # --mem: without it Slurm gives a job the node's whole memory, and the slurmd agent pod already asks some.
+    job = env.login("cd /shared && sbatch --parsable -N2 --mem=200M -o /shared/pg-%j.out "
+                    f"--wrap {shlex.quote(script)}").strip()
+
+    def pods_running() -> bool:
+        pods = env.core.list_namespaced_pod(NS, label_selector=LABEL_JOB).items
+        return sorted(p.spec.node_name for p in pods if p.status.phase == "Running") == list(NODES)
+
+    try:
+        wait_for("one running pod per allocated node", pods_running, timeout=180)
+    except AssertionError as exc:
+        shown = env.login(f"scontrol show job {job} -o", check=False)
+        jobs_log = env.kubectl("logs", f"deploy/{NAME}-jobs", "--tail=30", check=False)
+        raise AssertionError(f"{exc}; Slurm: {shown}\ncontroller: {jobs_log}\n"
+                             f"{env.kubectl('get', 'pods,slurmjobs', '-o', 'wide', check=False)}") from exc
+    (SHARED / f"release-{job}").touch()
+    wait_job(env, job, timeout=180)
+    out = (SHARED / f"pg-{job}.out").read_text()
+    assert out.splitlines() == [f"batch in the pod of {NODES[0]}", *NODES], out
+    assert env.login(f"sacct -n -P -X -j {job} -o State,ExitCode,NodeList", check=False).split() == [
+        "COMPLETED|0:0|sunk-op-node-[1-2]"]
+    wait_for("the job's pods are gone", lambda: not env.core.list_namespaced_pod(
+        NS, label_selector=LABEL_JOB).items, timeout=120)
 
 
 OPERATOR_PATCH = """\

@@ -148,6 +148,15 @@ def test_bridge_objects_bind_the_packaged_roles_in_the_cluster_namespace() -> No
     assert args[:4] == ["bridge", "controller", "--in-cluster", "--namespace"]
     assert "shared-home=/home:hostPath=/srv/home" in args and "shared-data=/data:claim=datasets" in args
     assert pod["containers"][0]["image"] == "local/sunk-controller:22.05"
+    assert "env" not in pod["containers"][0]  # the kubernetes Service, as every pod finds it
+
+
+def test_another_api_address_reaches_launcher_and_controller() -> None:
+    spec = parse_cluster(_body(podgroup={"apiServer": "https://10.250.2.253:6443"}))
+    assert " --server https://10.250.2.253:6443 " in b.launcher_command(spec)
+    env = b.jobs_controller_deployment(spec, "u")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "KUBERNETES_SERVICE_HOST", "value": "10.250.2.253"},
+                   {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}]
 
 
 @pytest.mark.parametrize(("spec", "field"), [
@@ -201,3 +210,13 @@ def test_restapi_and_slurmdbd_services_are_headless() -> None:
     svc = b.service(spec, "u", "restapi", b.RESTD_PORT)
     assert svc["metadata"]["name"] == "c1-restapi" and svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["selector"][b.COMPONENT_LABEL] == "restapi"
+
+
+def test_podgroup_nodes_leave_the_slurmd_agents_requests_out_of_what_jobs_get() -> None:
+    body = _body()
+    body["spec"]["pools"][1]["slurmdResources"] = {"requests": {"cpu": "500m", "memory": "512Mi"}}
+    spec = parse_cluster(body)
+    agent = b.member_of(spec, "pg", _node("pg-1", "pg")).node
+    assert (agent.cpus, agent.memory_mb) == (95, 1024 * 1024 - 512)
+    full = b.member_of(parse_cluster(_body()), "pg", _node("pg-1", "pg")).node
+    assert (full.cpus, full.memory_mb) == (96, 1024 * 1024)
