@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from sunkbridge.jobs.builders import SharedVolume
 
 
 @click.group("bridge")
@@ -14,7 +17,8 @@ def bridge() -> None:
     """The job bridge: sbatch jobs of podgroup partitions run as pod groups."""
 
 
-def _shared_volume(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
+def _shared_volume(_ctx: click.Context, _param: click.Parameter,
+                   values: tuple[str, ...]) -> list[SharedVolume]:
     from sunkbridge.jobs.builders import SharedVolume
 
     try:
@@ -39,7 +43,7 @@ def _shared_volume(_ctx: click.Context, _param: click.Parameter, values: tuple[s
 @click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path),
               help="A file that exists while the controller is synced and working (for a readiness probe).")
 def controller(kubeconfig: Path | None, in_cluster: bool, namespace: str, slurm_conf: Path | None,
-               shared_volumes: list[Any], image_pull_policy: str, ready_file: Path | None) -> None:
+               shared_volumes: list[SharedVolume], image_pull_policy: str, ready_file: Path | None) -> None:
     """Run the SlurmJob controller in the foreground until SIGTERM or SIGINT."""
     from sunkbridge.jobs.builders import BridgeSettings
     from sunkbridge.jobs.serve import serve

@@ -133,18 +133,21 @@ sunk_exec_as() {
 # container was not asked to stop. `scontrol shutdown` (how the operator applies a change that needs a
 # restart) then restarts the daemon in place with the configuration files as they are now; a container
 # exit would instead be delayed by the kubelet's back-off, longer after each restart. SIGTERM and SIGINT
-# are passed on and end the loop, as does a daemon that fails; the function returns the daemon's status.
+# are passed on and end the loop (status 0 once the daemon is gone), as does a daemon that fails (its status).
 sunk_supervise_as() {
     local user="$1" child=0 status=0 stopping=0
     shift
-    trap 'stopping=1; [ "$child" = 0 ] || kill -TERM "$child" 2>/dev/null' TERM INT
-    while :; do
+    trap 'stopping=1; [ "$child" = 0 ] || kill -TERM "$child" 2>/dev/null || :' TERM INT
+    while [ "$stopping" = 0 ]; do
         if [ "$user" = root ]; then
             "$@" &
         else
             setpriv --reuid="$user" --regid="$user" --init-groups -- "$@" &
         fi
         child=$!
+        if [ "$stopping" = 1 ]; then  # the stop came while the daemon was being started
+            kill -TERM "$child" 2>/dev/null || :
+        fi
         status=0
         wait "$child" || status=$?
         while kill -0 "$child" 2>/dev/null; do  # wait was cut short by a signal: wait for the exit itself
@@ -152,9 +155,14 @@ sunk_supervise_as() {
             wait "$child" || status=$?
         done
         child=0
-        if [ "$stopping" = 1 ] || [ "$status" != 0 ]; then
+        if [ "$stopping" = 1 ]; then  # stopped as asked: the daemon is gone
+            return 0
+        fi
+        if [ "$status" != 0 ]; then
             return "$status"
         fi
         sunk_log "$(basename "$1") stopped on request; starting it again with the current configuration"
+        sleep 1  # a daemon that keeps exiting at once is not restarted in a tight loop
     done
+    return 0
 }

@@ -696,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cluster", default=os.environ.get("SLURM_CLUSTER_NAME", "slurm"))
     parser.add_argument("--default-image", default=None)
     parser.add_argument("--partition-image", action="append", default=[], metavar="PARTITION=IMAGE",
-                        help="the default image of one partition's jobs (repeatable; before --default-image)")
+                        help="the default image of one partition's jobs (repeatable; wins over --default-image)")
     args = list(sys.argv[1:] if argv is None else argv)
     if "--" in args:  # the rendered launcher ends its own options with "--"; the script's arguments follow
         cut = args.index("--")

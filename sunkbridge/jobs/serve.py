@@ -22,8 +22,8 @@ def serve(kubeconfig: Path | None, settings: BridgeSettings, slurm_conf: Path | 
           say: Callable[[str], None], ready_file: Path | None = None) -> None:
     """Run the controller until SIGTERM/SIGINT; with `slurm_conf`, collect pods of jobs Slurm no longer runs.
 
-    Without `kubeconfig` it uses the pod's ServiceAccount; `ready_file` exists while the informers are
-    synced and the workers run (a readiness probe's test).
+    Without `kubeconfig` it uses the pod's ServiceAccount; `ready_file` is written once the informers have
+    listed everything and the workers run, and removed at stop (a readiness probe's test).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}

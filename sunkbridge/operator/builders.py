@@ -478,15 +478,18 @@ def busy_pdb(spec: ClusterSpec, uid: str, busy: int = 0) -> Manifest:
 
 
 def launcher_name(spec: ClusterSpec) -> str:
+    """ServiceAccount (and RoleBinding) of the launcher in podgroup slurmd pods."""
     return f"{spec.name}-launcher"
 
 
 def jobs_name(spec: ClusterSpec) -> str:
+    """ServiceAccount, RoleBinding and Deployment of the SlurmJob controller."""
     return f"{spec.name}-jobs"
 
 
-def jobs_nodes_binding_name(namespace: str, cluster: str) -> str:
-    return f"{JOBS_NODES_CLUSTER_ROLE}-{namespace}-{cluster}"
+def jobs_nodes_binding_name(cluster_uid: str) -> str:
+    """The node-reading ClusterRoleBinding, named by the SlurmCluster's uid: unique across namespaces."""
+    return f"{JOBS_NODES_CLUSTER_ROLE}-{cluster_uid}"
 
 
 def _service_account(spec: ClusterSpec, uid: str, name: str, component: str) -> Manifest:
@@ -509,11 +512,11 @@ def bridge_identities(spec: ClusterSpec, uid: str) -> list[Manifest]:
             _role_binding(spec, uid, jobs_name(spec), "jobs", JOBS_CLUSTER_ROLE)]
 
 
-def jobs_nodes_binding(spec: ClusterSpec) -> Manifest:
+def jobs_nodes_binding(spec: ClusterSpec, uid: str) -> Manifest:
     """The controller's one cluster-wide right, reading nodes. Cluster-scoped, so it cannot be owned by the
     SlurmCluster: the operator deletes it when the cluster goes (labels name the cluster)."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": jobs_nodes_binding_name(spec.namespace, spec.name),
+            "metadata": {"name": jobs_nodes_binding_name(uid),
                          "labels": {**labels(spec, "jobs"), f"{DOMAIN}/namespace": spec.namespace}},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                         "name": JOBS_NODES_CLUSTER_ROLE},
@@ -521,6 +524,7 @@ def jobs_nodes_binding(spec: ClusterSpec) -> Manifest:
 
 
 def _jobs_volume_arg(volume_name: str, mount_path: str, source: Mapping[str, Any]) -> str:
+    """`sunk bridge controller --shared-volume` for a hostPath or persistentVolumeClaim source."""
     if "persistentVolumeClaim" in source:
         return f"{volume_name}={mount_path}:claim={source['persistentVolumeClaim']['claimName']}"
     return f"{volume_name}={mount_path}:hostPath={source['hostPath']['path']}"

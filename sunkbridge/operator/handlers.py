@@ -88,9 +88,9 @@ def spec_changed(name: str, namespace: str, **_: Any) -> None:
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)  # type: ignore[untyped-decorator]
-def cluster_deleted(name: str, namespace: str, **_: Any) -> None:
+def cluster_deleted(uid: str, **_: Any) -> None:
     """The one object of a cluster its owner reference cannot take along: the bridge's ClusterRoleBinding."""
-    kube().delete(f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{jobs_nodes_binding_name(namespace, name)}")
+    kube().delete(f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{jobs_nodes_binding_name(uid)}")
 
 
 @kopf.on.event("", "v1", "nodes")  # type: ignore[untyped-decorator]

@@ -38,9 +38,10 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from sunkbridge.cluster import REASON_PREFIX
+from sunkbridge.jobs.launcher import sanitise_name
 from sunkbridge.operator import builders as b
 from sunkbridge.operator.kube import Kube
-from sunkbridge.operator.spec import GROUP, PLURAL, VERSION, ClusterSpec, SpecError, parse_cluster
+from sunkbridge.operator.spec import GROUP, JOB_PLURAL, PLURAL, VERSION, ClusterSpec, SpecError, parse_cluster
 from sunkbridge.operator.validate import check_command_result, parse_check
 from sunkbridge.slurm.conf import conf_hash, needs_restart, render_all
 
@@ -241,7 +242,13 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
                   f"spec.accounting.database.passwordSecretRef: Secret {spec.accounting.password_secret!r} not "
                   f"found in namespace {ns}")
 
-    _bridge_identities(kube, spec, uid, body, status)
+    conflict = _bridge_identities(kube, spec, uid, meta, status)
+    if conflict:
+        conds.set("ConfigRendered", False, "BridgeConflict", conflict)
+        conds.set("Ready", False, "BridgeConflict", conflict)
+        status["conditions"] = conds.as_list()
+        result.requeue = 30
+        return result
 
     # Pool membership from live nodes.
     nodes = kube.get_json("/api/v1/nodes")["items"]
@@ -325,6 +332,8 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     if spec.accounting.enabled:
         kube.apply(b.slurmdbd_deployment(spec, uid))
         kube.apply(b.service(spec, uid, "slurmdbd", b.SLURMDBD_PORT))
+    if not spec.podgroup_pools and (body.get("status") or {}).get("bridge"):
+        _retire_bridge(kube, spec, uid, pods, status, conds, result)
     if spec.podgroup_pools:
         kube.apply(b.jobs_controller_deployment(spec, uid))
         ready = any(_ready(p) for p in pods if p["metadata"]["labels"].get(b.COMPONENT_LABEL) == "jobs")
@@ -389,24 +398,53 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     return result
 
 
-def _bridge_identities(kube: Kube, spec: ClusterSpec, uid: str, body: Mapping[str, Any],
-                       status: dict[str, Any]) -> None:
-    """The job bridge's ServiceAccounts and bindings (before any pod names them), while the cluster has a
-    podgroup pool (status `bridge: true`); everything of the bridge is removed once it has none."""
-    if not spec.podgroup_pools:
-        if (body.get("status") or {}).get("bridge"):
-            remove_bridge(kube, spec, uid)
-        return
-    for manifest in [*b.bridge_identities(spec, uid), b.jobs_nodes_binding(spec)]:
+def _bridge_identities(kube: Kube, spec: ClusterSpec, uid: str, meta: Mapping[str, Any],
+                       status: dict[str, Any]) -> str | None:
+    """The job bridge's ServiceAccounts and bindings, before any pod names them, while the cluster has a
+    podgroup pool and is not being deleted. Returns why it cannot have them, if so."""
+    if not spec.podgroup_pools or meta.get("deletionTimestamp"):
+        return None
+    clusters = kube.get_json(f"/apis/{GROUP}/{VERSION}/namespaces/{spec.namespace}/{PLURAL}")["items"]
+    for other in clusters:
+        other_meta = other["metadata"]
+        if other_meta["uid"] != uid and any(pool.get("mode") == "podgroup" for pool in other["spec"].get(
+                "pools") or []) and (other_meta["creationTimestamp"], other_meta["name"]) < (
+                meta["creationTimestamp"], meta["name"]):
+            return (f"spec.pools: SlurmCluster {other_meta['name']!r} already runs the job bridge in namespace "
+                    f"{spec.namespace} (its SlurmJob controller acts on every SlurmJob there); give this cluster "
+                    "its own namespace")
+    for manifest in [*b.bridge_identities(spec, uid), b.jobs_nodes_binding(spec, uid)]:
         kube.apply(manifest)
     status["bridge"] = True
+    return None
 
 
-def remove_bridge(kube: Kube, spec: ClusterSpec, uid: str) -> None:
-    """Delete what `_bridge` made (the ClusterRoleBinding has no owner to be collected with)."""
-    for manifest in [b.jobs_controller_deployment(spec, uid), *b.bridge_identities(spec, uid),
-                     b.jobs_nodes_binding(spec)]:
-        kube.delete(manifest)
+def _retire_bridge(kube: Kube, spec: ClusterSpec, uid: str, pods: list[Mapping[str, Any]],
+                   status: dict[str, Any], conds: Conditions, result: Result) -> None:
+    """Remove the bridge of a cluster that no longer has a podgroup pool, once nothing uses it: no slurmd pod
+    with the launcher's token (they are replaced one at a time) and no SlurmJob of the cluster is left."""
+    launcher = b.launcher_name(spec)
+    agents = [p for p in pods if p["spec"].get("serviceAccountName") == launcher]
+    jobs = kube.get_json(f"/apis/{GROUP}/{VERSION}/namespaces/{spec.namespace}/{JOB_PLURAL}",
+                         {"labelSelector": f"{GROUP}/cluster={sanitise_name(spec.cluster_name)}"})["items"]
+    if agents or jobs:
+        status["bridge"] = True
+        conds.set("BridgeReady", False, "Retiring",
+                  f"kept until {len(agents)} podgroup slurmd pods and {len(jobs)} SlurmJobs are gone")
+        result.requeue = min(result.requeue, 10)
+        return
+    remove_bridge(kube, spec.namespace, spec.name, uid)
+    status["bridge"] = False
+
+
+def remove_bridge(kube: Kube, namespace: str, cluster: str, uid: str) -> None:
+    """Delete the bridge's objects by name (the ClusterRoleBinding has no owner to be collected with)."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    for path in (f"/apis/apps/v1/namespaces/{namespace}/deployments/{cluster}-jobs",
+                 *(f"{rbac}/namespaces/{namespace}/rolebindings/{cluster}-{who}" for who in ("launcher", "jobs")),
+                 *(f"/api/v1/namespaces/{namespace}/serviceaccounts/{cluster}-{who}" for who in ("launcher", "jobs")),
+                 f"{rbac}/clusterrolebindings/{b.jobs_nodes_binding_name(uid)}"):
+        kube.delete(path)
 
 
 def _service_conditions(spec: ClusterSpec, conds: Conditions, pods: list[Mapping[str, Any]]) -> None:

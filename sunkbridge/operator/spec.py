@@ -30,6 +30,7 @@ MANAGED_KEYS = frozenset(k.lower() for k in (
 ))
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _IMAGE = re.compile(r"^[a-z0-9][A-Za-z0-9/._:@+-]*$")
+_PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
 
 
 class SpecError(ValueError):
@@ -215,6 +216,11 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
     if accounting.enabled and not (accounting.db_host and accounting.password_secret):
         raise SpecError("spec.accounting.database", "accounting is on but the database host or "
                         "passwordSecretRef is missing", "name the MariaDB service and its password Secret")
+    podgroup = spec.get("podgroup") or {}
+    launcher_path = str(podgroup.get("launcherPath", DEFAULT_LAUNCHER))
+    if not _PATH.match(launcher_path):
+        raise SpecError("spec.podgroup.launcherPath", f"{launcher_path!r} is not an absolute path job_submit.lua "
+                        "can run", "use letters, digits and / . _ - only, e.g. /usr/local/libexec/sunk/launcher")
     overrides = _str_map((spec.get("slurmConf") or {}).get("overrides"), "spec.slurmConf.overrides")
     check_overrides(overrides)
     shared = tuple(
@@ -239,8 +245,8 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         restapi_replicas=int(rest.get("replicas", 1)) if rest.get("enabled", False) else 0,
         accounting=accounting,
         overrides=overrides,
-        launcher_path=str((spec.get("podgroup") or {}).get("launcherPath", DEFAULT_LAUNCHER)),
-        api_server=str((spec.get("podgroup") or {}).get("apiServer", DEFAULT_API_SERVER)),
+        launcher_path=launcher_path,
+        api_server=str(podgroup.get("apiServer", DEFAULT_API_SERVER)),
         gpu_device_path=str(spec.get("gpuDevicePath", "/dev/nvidia")),
         shared_volumes=shared,
         default_pool=default_pool or pools[0].name,

@@ -154,14 +154,53 @@ def test_podgroup_pool_gets_the_job_bridge_under_the_operators_own_rbac(
     assert not _can(kube_lane, "pg-jobs", "create", "pods", "-n", "kube-system")
     assert not _can(kube_lane, "pg-jobs", "create", "slurmjobs.sunkbridge.io")
 
-    kube.merge_patch(f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/pg", {"spec": {"pools": [
-        {"name": "cpu", "mode": "slurmd", "nodeSelector": {"sunkbridge.io/pool": "cpu"}}]}})
-    body = operator_identity.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "pg")
-    result = reconcile(operator_identity, body)
-    assert "bridge" not in result.status
+    uid = body["metadata"]["uid"]
+    binding = f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sunkbridge-jobs-nodes-{uid}"
+    assert kube.get_or_none(binding) is not None
+
+    # A second podgroup cluster in the namespace would share its SlurmJobs: refused, named in status.
+    make_cluster(_cluster("pg-two", [{"name": "cpu", "mode": "podgroup",
+                                      "nodeSelector": {"sunkbridge.io/pool": "cpu"}}]))
+    second = reconcile(operator_identity, kube.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL,
+                                                                                   "pg-two"))
+    assert _conds(second.status)["Ready"]["reason"] == "BridgeConflict"
+    assert "'pg' already runs the job bridge" in _conds(second.status)["Ready"]["message"]
+    assert kube.get_or_none(f"/api/v1/namespaces/{NS}/serviceaccounts/pg-two-launcher") is None
+
+    # Back to slurmd (with a shared volume job pods could not mount): the bridge stays while its agents and
+    # SlurmJobs exist, then goes, and the status says so.
+    kube.merge_patch(f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/pg", {"spec": {
+        "sharedVolumes": [{"name": "scratch", "mountPath": "/scratch", "source": {"emptyDir": {}}}],
+        "pools": [{"name": "cpu", "mode": "slurmd", "nodeSelector": {"sunkbridge.io/pool": "cpu"}}]}})
+    job = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SlurmJob",
+           "metadata": {"name": "pg-7", "namespace": NS, "labels": {f"{GROUP}/cluster": "pg"}},
+           "spec": {"cluster": "pg", "jobId": 7, "image": "local/job:1", "script": "true",
+                    "user": {"name": "root", "uid": 0, "gid": 0}, "workingDir": "/",
+                    "nodes": [{"name": "cpu-0001", "kubernetesNode": "cpu-0001", "cpus": 1}]}}
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, NS, "slurmjobs", job)
+    try:
+        for _ in range(3):
+            body = operator_identity.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "pg")
+            result = reconcile(operator_identity, body)
+            write_status(operator_identity, NS, "pg", result.status)
+        assert _conds(result.status)["BridgeReady"]["reason"] == "Retiring"
+        assert kube.get_or_none(binding) is not None
+    finally:
+        kube.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "slurmjobs", "pg-7")
+    for pod in kube.get_json(f"/api/v1/namespaces/{NS}/pods", {"labelSelector": "sunkbridge.io/cluster=pg"})["items"]:
+        # KWOK runs no Slurm to drain them for the roll: delete the agents at once instead.
+        kube.core.delete_namespaced_pod(pod["metadata"]["name"], NS, grace_period_seconds=0)
+    for _ in range(30):  # until KWOK has finished the deleted agents and their slurmd-mode pods replace them
+        body = operator_identity.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "pg")
+        result = reconcile(operator_identity, body)
+        write_status(operator_identity, NS, "pg", result.status)
+        if result.status["bridge"] is False:
+            break
+        time.sleep(0.5)
+    assert result.status["bridge"] is False, _conds(result.status).get("BridgeReady")
+    assert kube.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "pg")["status"]["bridge"] is False
     assert kube.get_or_none(f"/apis/apps/v1/namespaces/{NS}/deployments/pg-jobs") is None
-    assert kube.get_or_none("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sunkbridge-jobs-nodes-default-pg") \
-        is None
+    assert kube.get_or_none(binding) is None
     assert not _can(kube_lane, "pg-jobs", "list", "nodes")
 
 

@@ -138,8 +138,8 @@ def test_bridge_objects_bind_the_packaged_roles_in_the_cluster_namespace() -> No
     assert {n: m["roleRef"]["name"] for n, m in bindings.items()} == {
         "c1-launcher": b.LAUNCHER_CLUSTER_ROLE, "c1-jobs": b.JOBS_CLUSTER_ROLE}
     assert all(m["metadata"]["namespace"] == "hpc" for m in identities)
-    nodes = b.jobs_nodes_binding(spec)
-    assert nodes["metadata"]["name"] == "sunkbridge-jobs-nodes-hpc-c1" and "namespace" not in nodes["metadata"]
+    nodes = b.jobs_nodes_binding(spec, "1f2e")
+    assert nodes["metadata"]["name"] == "sunkbridge-jobs-nodes-1f2e" and "namespace" not in nodes["metadata"]
     assert nodes["subjects"] == [{"kind": "ServiceAccount", "name": "c1-jobs", "namespace": "hpc"}]
     deployment = b.jobs_controller_deployment(spec, "u")
     pod = deployment["spec"]["template"]["spec"]
@@ -164,6 +164,7 @@ def test_another_api_address_reaches_launcher_and_controller() -> None:
      "spec.sharedVolumes[0].source"),
     ({"pools": [{"name": "pg", "mode": "podgroup", "nodeSelector": {"a": "1"}, "image": "img; rm -rf /"}]},
      "spec.pools[0].image"),
+    ({"podgroup": {"launcherPath": "/opt/my launcher"}}, "spec.podgroup.launcherPath"),
 ])
 def test_podgroup_clusters_refuse_what_job_pods_cannot_mount(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(SpecError) as err:
