@@ -49,6 +49,12 @@ class SharedVolume:
         return cls(name, path, host_path=origin if kind == "hostPath" else None,
                    claim=origin if kind == "claim" else None)
 
+    def argument(self) -> str:
+        """The command-line form `parse` reads back."""
+        if self.claim:
+            return f"{self.name}={self.path}:claim={self.claim}"
+        return f"{self.name}={self.path}" + (f":hostPath={self.host_path}" if self.host_path else "")
+
     def volume(self) -> dict[str, Any]:
         if self.claim:
             return {"name": self.name, "persistentVolumeClaim": {"claimName": self.claim}}

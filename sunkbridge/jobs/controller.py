@@ -123,6 +123,7 @@ class Controller:
         self.pods = Informer(self.rest, f"/api/v1/namespaces/{self.ns}/pods", label_selector=LABEL_JOB,
                              index=_job_of, on_change=self._pod_changed)
         self.nodes = Informer(self.rest, "/api/v1/nodes", on_change=lambda _node: None)
+        self._informers = (self.jobs, self.pods, self.nodes)
         self._pool = ThreadPoolExecutor(self.create_parallelism, thread_name_prefix="sunk-jobs-create")
 
     @property
@@ -133,11 +134,10 @@ class Controller:
 
     def start(self, sync_timeout: float = 60.0) -> Controller:
         """Start the informers, wait for their first listing, then the workers and the garbage collector."""
-        informers = (self.jobs, self.pods, self.nodes)
-        for informer in informers:
+        for informer in self._informers:
             informer.start()
         deadline = time.monotonic() + sync_timeout
-        for informer in informers:
+        for informer in self._informers:
             if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
                 self.stop()
                 raise TimeoutError(f"no listing of {informer.path} within {sync_timeout}s (last error: "
@@ -154,7 +154,7 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
-        for informer in (self.jobs, self.pods, self.nodes):
+        for informer in self._informers:
             informer.stop()
         with self._wake:
             self._wake.notify_all()

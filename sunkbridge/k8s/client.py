@@ -17,14 +17,18 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
     """An ApiClient for `kubeconfig`, independent of the process-wide default configuration."""
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    cfg.connection_pool_maxsize = 32
-    return client.ApiClient(cfg)
+    return _pooled(cfg)
 
 
 def in_cluster_client() -> client.ApiClient:
     """An ApiClient with the ServiceAccount of the pod this process runs in."""
     cfg = client.Configuration()
     config.load_incluster_config(client_configuration=cfg)
+    return _pooled(cfg)
+
+
+def _pooled(cfg: client.Configuration) -> client.ApiClient:
+    """An ApiClient whose connection pool serves parallel requests and watches."""
     cfg.connection_pool_maxsize = 32
     return client.ApiClient(cfg)
 

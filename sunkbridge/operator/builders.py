@@ -8,7 +8,7 @@ slurmd pods use as subdomain), `<cluster>-slurmd-<node>` (one slurmd pod per Kub
 `<cluster>-munge` and `<cluster>-jwt` (Secrets), `<cluster>-busy` (PodDisruptionBudget); with a podgroup
 pool also `<cluster>-launcher` (ServiceAccount and RoleBinding of the launcher in the slurmd pods),
 `<cluster>-jobs` (ServiceAccount, RoleBinding and Deployment of the SlurmJob controller) and the
-ClusterRoleBinding `sunkbridge-jobs-nodes-<namespace>-<cluster>` (reading nodes).
+ClusterRoleBinding `sunkbridge-jobs-nodes-<cluster uid>` (reading nodes).
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sunkbridge.cluster import DOMAIN
+from sunkbridge.jobs.builders import SharedVolume as JobVolume
 from sunkbridge.operator.spec import DEFAULT_API_SERVER, GROUP, KIND, VERSION, ClusterSpec
 from sunkbridge.slurm.conf import ConfInputs, ConfPaths, Partition, SlurmNode
 
@@ -43,6 +45,8 @@ LAUNCHER_TOKEN_DIR = "/var/run/secrets/sunkbridge/launcher"
 LAUNCHER_CLUSTER_ROLE = "sunkbridge-launcher"
 JOBS_CLUSTER_ROLE = "sunkbridge-jobs-controller"
 JOBS_NODES_CLUSTER_ROLE = "sunkbridge-jobs-nodes"
+JOBS_READY_FILE = "/run/sunk/ready"
+"""Written by the SlurmJob controller once it is synced; its readiness probe tests for it."""
 
 Manifest = dict[str, Any]
 
@@ -523,24 +527,24 @@ def jobs_nodes_binding(spec: ClusterSpec, uid: str) -> Manifest:
             "subjects": [{"kind": "ServiceAccount", "name": jobs_name(spec), "namespace": spec.namespace}]}
 
 
-def _jobs_volume_arg(volume_name: str, mount_path: str, source: Mapping[str, Any]) -> str:
-    """`sunk bridge controller --shared-volume` for a hostPath or persistentVolumeClaim source."""
+def _job_volume(name: str, mount_path: str, source: Mapping[str, Any]) -> JobVolume:
+    """A shared volume of the cluster as job pods mount it (a hostPath or persistentVolumeClaim source)."""
     if "persistentVolumeClaim" in source:
-        return f"{volume_name}={mount_path}:claim={source['persistentVolumeClaim']['claimName']}"
-    return f"{volume_name}={mount_path}:hostPath={source['hostPath']['path']}"
+        return JobVolume(name, mount_path, claim=source["persistentVolumeClaim"]["claimName"])
+    return JobVolume(name, mount_path, host_path=source["hostPath"]["path"])
 
 
 def jobs_controller_deployment(spec: ClusterSpec, uid: str) -> Manifest:
     """The SlurmJob controller of this cluster's podgroup pools, under its own ServiceAccount, not as root."""
     args = ["bridge", "controller", "--in-cluster", "--namespace", spec.namespace,
-            "--image-pull-policy", spec.image_pull_policy, "--ready-file", "/run/sunk/ready"]
+            "--image-pull-policy", spec.image_pull_policy, "--ready-file", JOBS_READY_FILE]
     for vol in spec.shared_volumes:
-        args += ["--shared-volume", _jobs_volume_arg(f"shared-{vol.name}", vol.mount_path, vol.source)]
+        args += ["--shared-volume", _job_volume(f"shared-{vol.name}", vol.mount_path, vol.source).argument()]
     container: Manifest = {
         "name": "controller", "image": spec.images["controller"], "imagePullPolicy": spec.image_pull_policy,
         "args": args,
-        "volumeMounts": [{"name": "run", "mountPath": "/run/sunk"}],
-        "readinessProbe": {"exec": {"command": ["test", "-e", "/run/sunk/ready"]}, "periodSeconds": 5},
+        "volumeMounts": [{"name": "run", "mountPath": posixpath.dirname(JOBS_READY_FILE)}],
+        "readinessProbe": {"exec": {"command": ["test", "-e", JOBS_READY_FILE]}, "periodSeconds": 5},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "512Mi"}}}

@@ -332,9 +332,10 @@ def reconcile(kube: Kube, body: Mapping[str, Any], *, local_check: bool = True) 
     if spec.accounting.enabled:
         kube.apply(b.slurmdbd_deployment(spec, uid))
         kube.apply(b.service(spec, uid, "slurmdbd", b.SLURMDBD_PORT))
-    if not spec.podgroup_pools and (body.get("status") or {}).get("bridge"):
-        _retire_bridge(kube, spec, uid, pods, status, conds, result)
-    if spec.podgroup_pools:
+    if not spec.podgroup_pools:
+        if (body.get("status") or {}).get("bridge"):
+            _retire_bridge(kube, spec, uid, pods, status, conds, result)
+    else:
         kube.apply(b.jobs_controller_deployment(spec, uid))
         ready = any(_ready(p) for p in pods if p["metadata"]["labels"].get(b.COMPONENT_LABEL) == "jobs")
         conds.set("BridgeReady", ready, "Running" if ready else "NotReady",
@@ -433,16 +434,16 @@ def _retire_bridge(kube: Kube, spec: ClusterSpec, uid: str, pods: list[Mapping[s
                   f"kept until {len(agents)} podgroup slurmd pods and {len(jobs)} SlurmJobs are gone")
         result.requeue = min(result.requeue, 10)
         return
-    remove_bridge(kube, spec.namespace, spec.name, uid)
+    _remove_bridge(kube, spec, uid)
     status["bridge"] = False
 
 
-def remove_bridge(kube: Kube, namespace: str, cluster: str, uid: str) -> None:
+def _remove_bridge(kube: Kube, spec: ClusterSpec, uid: str) -> None:
     """Delete the bridge's objects by name (the ClusterRoleBinding has no owner to be collected with)."""
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
-    for path in (f"/apis/apps/v1/namespaces/{namespace}/deployments/{cluster}-jobs",
-                 *(f"{rbac}/namespaces/{namespace}/rolebindings/{cluster}-{who}" for who in ("launcher", "jobs")),
-                 *(f"/api/v1/namespaces/{namespace}/serviceaccounts/{cluster}-{who}" for who in ("launcher", "jobs")),
+    ns, rbac = spec.namespace, "/apis/rbac.authorization.k8s.io/v1"
+    for path in (f"/apis/apps/v1/namespaces/{ns}/deployments/{b.jobs_name(spec)}",
+                 *(f"{rbac}/namespaces/{ns}/rolebindings/{n}" for n in (b.launcher_name(spec), b.jobs_name(spec))),
+                 *(f"/api/v1/namespaces/{ns}/serviceaccounts/{n}" for n in (b.launcher_name(spec), b.jobs_name(spec))),
                  f"{rbac}/clusterrolebindings/{b.jobs_nodes_binding_name(uid)}"):
         kube.delete(path)
 

@@ -141,6 +141,7 @@ def test_a_node_that_does_not_exist_is_named() -> None:
 ])
 def test_shared_volume_parses_its_command_line_form(text: str, volume: SharedVolume) -> None:
     assert SharedVolume.parse(text) == volume
+    assert volume.argument() == text
 
 
 @pytest.mark.parametrize("text", ["shared", "shared=relative", "x=/a:hostPath=rel", "x=/a:nfs=srv", "x=/a:claim="])
